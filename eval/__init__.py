@@ -1,0 +1,1 @@
+"""Everything that measures: data preparation, scoring, the metric, config and results."""

@@ -1,0 +1,128 @@
+"""program.md's YAML front matter: the one steering config, schema-checked on every read.
+
+Humans edit program.md while the loop runs, so nothing caches it: every run and every
+hook call reads it again, and a broken edit is reported with the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "program.schema.json").read_text())
+
+TASK_DEFAULTS = {
+    "train_file": "train.py",
+    "grace_seconds": 60,
+    "seed": 1337,
+    "eval_bytes": 1 << 18,
+    "seq_len": 256,
+    "options": {},
+}
+SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 300}
+
+
+class ConfigError(ValueError):
+    """program.md cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Task:
+    metric: str
+    direction: str
+    evaluator: str
+    train_file: str
+    budget_seconds: float
+    grace_seconds: float
+    seed: int
+    eval_bytes: int
+    seq_len: int
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_gb: float
+    pids: int
+    shm_mb: int
+    output_mb: int
+    score_seconds: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    instructions: str
+    web: bool = False
+    domains: tuple[str, ...] = ()
+    max_experiments: int | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    task: Task
+    limits: Limits
+    phases: tuple[Phase, ...]
+    current_phase: Phase
+    body: str
+
+
+def split_front_matter(text: str, source: str) -> tuple[str, str]:
+    """Return (yaml, body) of a markdown file that starts with a '---' fenced block."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ConfigError(f"{source}: must start with a '---' line opening the YAML front matter")
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() == "---":
+            return "".join(lines[1:i]), "".join(lines[i + 1 :])
+    raise ConfigError(f"{source}: the YAML front matter is not closed by a second '---' line")
+
+
+def field_name(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        return path or "(top level)"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return f"{path}.{missing}" if path else missing
+    return path or "(top level)"
+
+
+def parse(text: str, source: str = "program.md") -> Program:
+    raw_yaml, body = split_front_matter(text, source)
+    try:
+        data = yaml.safe_load(raw_yaml)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: the front matter is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the front matter must be a mapping of settings")
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"  {field_name(e)}: {e.message}" for e in errors]
+        raise ConfigError(f"{source}: invalid front matter:\n" + "\n".join(lines))
+    phases = tuple(
+        Phase(p["name"], p["instructions"].strip(), p.get("web", False), tuple(p.get("domains", ())),
+              p.get("max_experiments"))
+        for p in data["phases"]
+    )
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: phases: names must be unique, got {names}")
+    if data["current_phase"] not in names:
+        raise ConfigError(f"{source}: current_phase: '{data['current_phase']}' is not one of {names}")
+    task = Task(**{**TASK_DEFAULTS, **data["task"]})
+    limits = Limits(**{**SANDBOX_DEFAULTS, **data.get("sandbox", {})})
+    current = phases[names.index(data["current_phase"])]
+    return Program(task, limits, phases, current, body)
+
+
+def load(path: Path) -> Program:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return parse(text, str(path))

@@ -1,0 +1,245 @@
+"""One experiment: snapshot train.py, train it in the sandbox, score it in another, write metrics.json.
+
+Only the harness writes runs/<id>/metrics.json. What train.py prints or leaves in its
+output dir is kept for reading, never for the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+
+from eval import config
+from eval.prepare import DataError, load_manifest
+from eval.score import MARKER
+from sandbox.backends import select_backend
+from sandbox.job import Job, Mount, Result, SandboxUnavailable
+from sandbox.logsink import LogSink
+from sandbox.runtime import python_executable
+
+METRICS_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "metrics.schema.json").read_text())
+REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
+                 "final_loss": float}
+SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "PATH": "/usr/bin:/bin"}
+
+
+def new_run_dir(runs: Path) -> tuple[str, Path]:
+    """Allocate the next id r0001, r0002, ...; mkdir is atomic, so two runs never share one."""
+    runs.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[1:]) for p in runs.glob("r[0-9]*") if p.name[1:].isdigit()]
+    n = max(taken, default=0) + 1
+    while True:
+        run_id = f"r{n:04d}"
+        try:
+            (runs / run_id).mkdir()
+            return run_id, runs / run_id
+        except FileExistsError:
+            n += 1
+
+
+def has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidiactl")
+
+
+def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int) -> Job:
+    task = program.task
+    return Job(
+        argv=[python_executable(), "/code/train.py"],
+        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin")],
+        env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
+             "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
+             "AUTORESEARCH_SEQ_LEN": str(task.seq_len)},
+        timeout_s=budget + task.grace_seconds,
+        limits=program.limits,
+        out_dir=run_dir / "out",
+        workdir="/out",
+        gpu=has_gpu(),
+    )
+
+
+def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path) -> Job:
+    task = program.task
+    return Job(
+        argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
+              "--data", "/data/val.bin", "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
+              "--options", json.dumps(task.options)],
+        mounts=[Mount(harness / "eval", "/harness/eval"), Mount(run_dir / "out", "/in"),
+                Mount(data_dir / "val.bin", "/data/val.bin")],
+        env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
+        timeout_s=program.limits.score_seconds,
+        limits=program.limits,
+        workdir="/tmp",
+        gpu=has_gpu(),
+    )
+
+
+def parse_score(log: bytes) -> dict | None:
+    for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):])
+    return None
+
+
+def read_reported(out_dir: Path) -> dict:
+    """train.py's own account of itself, reduced to known, finite fields."""
+    try:
+        raw = json.loads((out_dir / "train_stats.json").read_text()[:100_000])
+    except (OSError, ValueError):
+        return {}
+    reported = {}
+    for key, kind in REPORTED_KEYS.items():
+        value = raw.get(key) if isinstance(raw, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            reported[key] = kind(value)
+    return reported
+
+
+def training_outcome(result: Result, program: config.Program, budget: float) -> tuple[str, str]:
+    """Classify the training process; ("", "") means go on and score it."""
+    if result.timed_out:
+        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {program.task.grace_seconds:g}s"
+    if result.oom:
+        return "oom", f"out of memory (limit {program.limits.memory_gb:g} GB)"
+    if result.exit_code != 0:
+        return "crash", f"train.py exited with status {result.exit_code}"
+    if result.out_error:
+        return "crash", result.out_error
+    return "", ""
+
+
+def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
+    if result.timed_out:
+        return "crash", "scoring timed out: the exported model is too slow or too large"
+    if result.oom:
+        return "oom", "out of memory while scoring the exported model"
+    if score is None:
+        return "crash", f"the scorer produced no result (exit status {result.exit_code})"
+    if not score.get("ok"):
+        return "crash", f"the exported model was rejected: {score.get('error')}"
+    if not score.get("finite"):
+        return "nan", "the metric is not finite (the model's outputs hold NaN or inf)"
+    return "ok", ""
+
+
+def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None, seed: int | None = None,
+                   unsafe: bool = False, echo=None) -> dict:
+    """Run one experiment on repo/train.py and return its validated metrics."""
+    t0 = time.monotonic()
+    program = config.load(repo / "program.md")
+    data_dir = repo / "data"
+    manifest = load_manifest(data_dir)
+    backend = select_backend(unsafe)
+    task = program.task
+    budget = task.budget_seconds if budget is None else budget
+    seed = task.seed if seed is None else seed
+
+    run_id, run_dir = new_run_dir(repo / "runs")
+    shutil.copyfile(repo / task.train_file, run_dir / "train.py")
+    train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
+    say = echo or (lambda s: print(s, flush=True))
+    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
+
+    sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
+    try:
+        train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
+    finally:
+        sink.close()
+    outcome, reason = training_outcome(train, program, budget)
+    log_tail = sink.tail_text()
+    score, scoring_seconds = None, None
+    if not outcome:
+        say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
+        score_sink = LogSink(run_dir / "score.log", echo=False)
+        try:
+            scoring = backend.run(scoring_job(program, run_dir, data_dir, Path(__file__).parent.parent), score_sink)
+        finally:
+            score_sink.close()
+        score = parse_score((run_dir / "score.log").read_bytes())
+        scoring_seconds = scoring.seconds
+        outcome, reason = score_outcome(scoring, score)
+        if outcome != "ok":
+            log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
+    ok = outcome == "ok"
+    metrics = {
+        "id": run_id,
+        "outcome": outcome,
+        "metric": task.metric,
+        "direction": task.direction,
+        "value": score["value"] if ok else None,
+        "hypothesis": hypothesis,
+        "seed": seed,
+        "budget_seconds": budget,
+        "training_seconds": round(train.seconds, 3),
+        "scoring_seconds": None if scoring_seconds is None else round(scoring_seconds, 3),
+        "total_seconds": round(time.monotonic() - t0, 3),
+        "peak_memory_mb": None if train.peak_memory_mb is None else round(train.peak_memory_mb, 1),
+        "parameters": score.get("parameters") if score else None,
+        "scored_bytes": score.get("scored_bytes") if score else None,
+        "train_sha256": train_sha,
+        "data_manifest_hash": manifest["hash"],
+        "backend": backend.name,
+        "exit_code": train.exit_code,
+        "reason": reason,
+        "log_tail": log_tail,
+        "reported": read_reported(run_dir / "out"),
+    }
+    jsonschema.validate(metrics, METRICS_SCHEMA)
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.replace(run_dir / "metrics.json")
+    return metrics
+
+
+def summary(m: dict) -> str:
+    value = "-" if m["value"] is None else f"{m['value']:.6f}"
+    rep = m["reported"]
+    lines = [
+        "-" * 60,
+        f"experiment   {m['id']}    outcome {m['outcome'].upper()}",
+        f"{m['metric']:<12} {value}   ({m['direction']})",
+    ]
+    if m["reason"]:
+        lines.append(f"reason       {m['reason']}")
+    lines += [
+        f"time         train {m['training_seconds']:.1f}s  score {m['scoring_seconds'] or 0:.1f}s  "
+        f"total {m['total_seconds']:.1f}s  (budget {m['budget_seconds']:g}s)",
+        f"model        {m['parameters'] or 0:,} parameters   peak memory "
+        + ("-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f} MB"),
+        f"train.py     steps {rep.get('steps', '-')}   {rep.get('tokens_per_second', 0):,.0f} bytes/s (reported)",
+        f"files        runs/{m['id']}/train.log  runs/{m['id']}/metrics.json",
+        "-" * 60,
+    ]
+    if m["outcome"] != "ok":
+        lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="./run.sh", description="Run one experiment on train.py")
+    ap.add_argument("-m", "--message", default="", help="the hypothesis this experiment tests, one line")
+    ap.add_argument("--budget", type=float, help="override the training budget in seconds (humans and tests)")
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--unsafe-no-sandbox", action="store_true", help="run train.py unconfined if no sandbox exists")
+    args = ap.parse_args(argv)
+    repo = Path.cwd()
+    try:
+        metrics = run_experiment(repo, args.message, args.budget, args.seed, args.unsafe_no_sandbox)
+    except (config.ConfigError, DataError, SandboxUnavailable) as e:
+        print(f"run.sh: {e}", file=sys.stderr)
+        return 2
+    print(summary(metrics))
+    return 0 if metrics["outcome"] == "ok" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

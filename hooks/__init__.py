@@ -1,0 +1,1 @@
+"""Everything that talks to Claude Code: hook entry points and the tool policy."""

@@ -1,0 +1,1 @@
+"""Everything that runs untrusted code: container backends, limits and the time budget."""

@@ -1,0 +1,164 @@
+"""The Docker backend: untrusted code in a locked-down container, driven through the docker SDK.
+
+The container's PID 1 is `sleep` as user nobody; the job is exec'd as an unprivileged
+user beside it. Processes inside cannot signal PID 1, so the container, and with it the
+size-capped tmpfs /out, outlives the job until the harness has copied /out out.
+The wall clock is enforced from here: at the deadline the whole container is killed.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+from docker.types import DeviceRequest, LogConfig
+
+from sandbox.image import ensure_image
+from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
+from sandbox.runtime import python_executable, python_mounts, system_layout
+
+LABEL = "autoresearch.sandbox"
+TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
+
+
+def connect(timeout: float = 5.0) -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as e:
+        raise SandboxUnavailable(f"no Docker engine reachable ({type(e).__name__}: {e})") from None
+    return client
+
+
+def has_nvidia_runtime(client: docker.DockerClient) -> bool:
+    return "nvidia" in (client.info().get("Runtimes") or {})
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient | None = None):
+        self.client = client or connect()
+        self.image = ensure_image(self.client)
+
+    def container_config(self, job: Job) -> dict:
+        mounts = system_layout()[0] + python_mounts() + job.mounts
+        volumes = {str(m.host): {"bind": m.target, "mode": "rw" if m.writable else "ro"} for m in mounts}
+        limits = job.limits
+        memory = f"{int(limits.memory_gb * 1024)}m"
+        config = dict(
+            image=self.image,
+            command=["/usr/bin/sleep", "infinity"],
+            user="65534:65534",
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=memory,
+            memswap_limit=memory,
+            pids_limit=limits.pids,
+            shm_size=f"{limits.shm_mb}m",
+            tmpfs={
+                "/out": f"size={limits.output_mb}m,uid={UID},gid={UID},mode=0700",
+                "/tmp": f"size={TMP_MB}m,uid={UID},gid={UID},mode=0700",
+            },
+            volumes=volumes,
+            ipc_mode="private",
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            labels={LABEL: "1"},
+            detach=True,
+        )
+        if job.gpu and has_nvidia_runtime(self.client):
+            config["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        return config
+
+    def run(self, job: Job, sink: OutputSink) -> Result:
+        container = self.client.containers.create(**self.container_config(job))
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            try:
+                container.kill()
+            except docker.errors.APIError:
+                pass  # already gone
+
+        try:
+            container.start()
+            api = self.client.api
+            exec_id = api.exec_create(container.id, job.argv, user=f"{UID}:{UID}", environment=job.env,
+                                      workdir=job.workdir)["Id"]
+            t0 = time.monotonic()
+            timer = threading.Timer(job.timeout_s, kill)
+            timer.start()
+            try:
+                for chunk in api.exec_start(exec_id, stream=True):
+                    sink(chunk)
+            except (docker.errors.APIError, OSError):
+                if not killed.is_set():
+                    raise
+            finally:
+                timer.cancel()
+            seconds = time.monotonic() - t0
+            exit_code = api.exec_inspect(exec_id).get("ExitCode")
+            result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds)
+            if not killed.is_set():
+                result.peak_memory_mb, result.oom = self.memory_report(container)
+                if exit_code == 0 and job.out_dir is not None:
+                    result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
+            return result
+        finally:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+
+    def memory_report(self, container) -> tuple[float | None, bool]:
+        """Peak memory of the container's cgroup, and whether the kernel OOM-killed in it."""
+        stats = container.stats(stream=False).get("memory_stats", {})
+        peak = stats.get("max_usage") or stats.get("usage")
+        oom_events = (stats.get("stats") or {}).get("oom_kill", 0)
+        container.reload()
+        oom = bool(container.attrs["State"].get("OOMKilled")) or oom_events > 0
+        return (peak / 2**20 if peak else None), oom
+
+    def collect_out(self, container, out_dir: Path, cap_mb: int) -> str | None:
+        """Copy the container's /out to out_dir: regular files and dirs only, within the cap.
+
+        docker cp cannot see a tmpfs, so /out is streamed out as a tar by the sandbox's own
+        interpreter, after every process the job left behind has been killed.
+        """
+        api = self.client.api
+        user = f"{UID}:{UID}"
+        api.exec_start(api.exec_create(container.id, ["/usr/bin/kill", "-9", "-1"], user=user)["Id"])
+        tar_id = api.exec_create(container.id, [python_executable(), "-c", TAR_OUT], user=user, stderr=False)["Id"]
+        stream = api.exec_start(tar_id, stream=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as archive:
+            for chunk in stream:
+                archive.write(chunk)
+            archive.seek(0)
+            try:
+                return extract_files(archive, out_dir, cap_mb)
+            except tarfile.TarError as e:
+                return f"the output dir could not be read: {e}"
+
+
+def extract_files(archive, out_dir: Path, cap_mb: int) -> str | None:
+    """Extract regular files under the archive's top dir; refuse what is over the cap."""
+    total = 0
+    with tarfile.open(fileobj=archive) as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 2:
+                continue  # links, devices and the top dir itself are dropped
+            total += member.size
+            if total > cap_mb * 2**20:
+                return f"the output dir is over its cap of {cap_mb} MB"
+            member.name = str(Path(*parts[1:]))
+            tar.extract(member, out_dir, filter="data")
+    return None

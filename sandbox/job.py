@@ -1,0 +1,51 @@
+"""What every backend is asked to run, and what it reports back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.config import Limits
+
+UID = 1000  # the unprivileged user that runs untrusted code in every backend
+TMP_MB = 512  # the private /tmp, capped like the output dir
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sandboxed process: argv run with mounts and env, killed at timeout_s."""
+
+    argv: list[str]
+    mounts: list[Mount]
+    env: dict[str, str]
+    timeout_s: float
+    limits: Limits
+    out_dir: Path | None = None  # host dir that receives the sandbox's /out after a clean exit
+    workdir: str = "/tmp"
+    gpu: bool = False
+
+
+@dataclass
+class Result:
+    exit_code: int | None
+    timed_out: bool = False
+    oom: bool = False
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None
+    out_error: str | None = None  # the output dir could not be collected (over its cap, bad entries)
+    extra: dict = field(default_factory=dict)
+
+
+OutputSink = Callable[[bytes], None]
+
+
+class SandboxUnavailable(RuntimeError):
+    """No backend can run untrusted code safely here; the message says what to do."""

@@ -1,0 +1,92 @@
+"""Run a host process with rlimits, stream its output, kill its whole group at the deadline.
+
+Shared by the bubblewrap backend and the explicit unsafe mode. The output dir is a plain
+host dir there, so its cap is watched from outside as well as bounded per file.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from sandbox.job import Job, OutputSink, Result
+
+WATCH_EVERY_S = 0.2
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() or f.is_symlink())
+
+
+def sanitize_out(out_dir: Path) -> None:
+    """Keep only regular files and dirs: a link in the output could point anywhere on the host."""
+    for root, dirs, files in os.walk(out_dir):
+        for name in dirs + files:
+            p = Path(root) / name
+            if p.is_symlink() or not (p.is_file() or p.is_dir()):
+                p.unlink()
+
+
+def limits_preexec(job: Job, memory_limit: bool):
+    cap = job.limits.output_mb * 2**20
+    memory = int(job.limits.memory_gb * 2**30)
+
+    def apply() -> None:
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return apply
+
+
+def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink: OutputSink) -> Result:
+    out_dir = job.out_dir
+    if out_dir is not None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=limits_preexec(job, memory_limit=not job.gpu))
+    killed, over_cap = threading.Event(), threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def watch() -> None:
+        while proc.poll() is None and out_dir is not None:
+            if dir_bytes(out_dir) > job.limits.output_mb * 2**20:
+                over_cap.set()
+                kill()
+            time.sleep(WATCH_EVERY_S)
+
+    t0 = time.monotonic()
+    timer = threading.Timer(job.timeout_s, kill)
+    timer.start()
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            sink(chunk)
+        proc.wait()
+    finally:
+        timer.cancel()
+        kill() if proc.poll() is None else None
+    result = Result(exit_code=proc.returncode, timed_out=killed.is_set() and not over_cap.is_set(),
+                    seconds=time.monotonic() - t0)
+    if out_dir is not None:
+        sanitize_out(out_dir)
+        if over_cap.is_set() or dir_bytes(out_dir) > job.limits.output_mb * 2**20:
+            result.out_error = f"the output dir is over its cap of {job.limits.output_mb} MB"
+    if result.exit_code != 0 and not result.timed_out:
+        result.oom = proc.returncode == -signal.SIGKILL and not killed.is_set()
+    return result
