@@ -107,7 +107,8 @@ def read_reported(out_dir: Path) -> dict:
 def training_outcome(result: Result, program: config.Program, budget: float) -> tuple[str, str]:
     """Classify the training process; ("", "") means go on and score it."""
     if result.timed_out:
-        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {program.task.grace_seconds:g}s"
+        grace = program.task.grace_seconds
+        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {grace:g}s"
     if result.oom:
         return "oom", f"out of memory (limit {program.limits.memory_gb:g} GB)"
     if result.exit_code != 0:

@@ -106,7 +106,7 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
 def verify(data_dir: Path, manifest: dict) -> list[str]:
     """Return the problems found when checking the frozen files against the manifest."""
     problems = []
-    for name, entry in manifest["splits"].items():
+    for _name, entry in manifest["splits"].items():
         path = data_dir / entry["file"]
         if not path.exists():
             problems.append(f"{path} is missing")

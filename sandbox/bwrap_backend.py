@@ -50,6 +50,7 @@ class BwrapBackend:
             argv += ["--bind" if m.writable else "--ro-bind", str(m.host), m.target]
         if job.out_dir is not None:
             argv += ["--bind", str(job.out_dir), "/out"]
+        argv += ["--remount-ro", "/"]
         for key, value in {**BASE_ENV, **job.env}.items():
             argv += ["--setenv", key, value]
         return argv + ["--chdir", job.workdir, "--", *job.argv]

@@ -8,6 +8,7 @@ The wall clock is enforced from here: at the deadline the whole container is kil
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
+OOM_FRACTION = 0.95
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
 
 
@@ -82,10 +84,8 @@ class DockerBackend:
 
         def kill() -> None:
             killed.set()
-            try:
+            with contextlib.suppress(docker.errors.APIError):  # already gone
                 container.kill()
-            except docker.errors.APIError:
-                pass  # already gone
 
         try:
             container.start()
@@ -107,23 +107,26 @@ class DockerBackend:
             exit_code = api.exec_inspect(exec_id).get("ExitCode")
             result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds)
             if not killed.is_set():
-                result.peak_memory_mb, result.oom = self.memory_report(container)
+                result.peak_memory_mb, result.oom = self.memory_report(container, exit_code)
                 if exit_code == 0 and job.out_dir is not None:
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
             return result
         finally:
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-            except docker.errors.APIError:
-                pass
 
-    def memory_report(self, container) -> tuple[float | None, bool]:
-        """Peak memory of the container's cgroup, and whether the kernel OOM-killed in it."""
+    def memory_report(self, container, exit_code: int | None) -> tuple[float | None, bool]:
+        """Peak memory of the container's cgroup, and whether the kernel OOM-killed the job.
+
+        Docker flags OOMKilled only when PID 1 dies; here the job is an exec beside it, so
+        a SIGKILL (137) while the cgroup sat at its limit is the OOM killer's signature
+        (cgroup v1); cgroup v2 counts the kills itself.
+        """
         stats = container.stats(stream=False).get("memory_stats", {})
-        peak = stats.get("max_usage") or stats.get("usage")
-        oom_events = (stats.get("stats") or {}).get("oom_kill", 0)
-        container.reload()
-        oom = bool(container.attrs["State"].get("OOMKilled")) or oom_events > 0
+        peak, limit = stats.get("max_usage") or stats.get("usage"), stats.get("limit")
+        oom_kills = (stats.get("stats") or {}).get("oom_kill", 0)
+        at_limit = bool(peak and limit and peak >= OOM_FRACTION * limit)
+        oom = exit_code == 137 and (at_limit or oom_kills > 0)
         return (peak / 2**20 if peak else None), oom
 
     def collect_out(self, container, out_dir: Path, cap_mb: int) -> str | None:

@@ -6,6 +6,7 @@ host dir there, so its cap is watched from outside as well as bounded per file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -58,10 +59,8 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
 
     def kill() -> None:
         killed.set()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def watch() -> None:
         while proc.poll() is None and out_dir is not None:

@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sandbox.job import Job, OutputSink, Result
 from sandbox.process import run_process
+
+
+def sandbox_to_host(job: Job) -> dict[str, str]:
+    """Map each mount target, and each ancestor whose host path has the same shape, to the host."""
+    mounts = {m.target: m.host for m in job.mounts}
+    if job.out_dir is not None:
+        mounts["/out"] = job.out_dir
+    paths: dict[str, str] = {}
+    for target, host in mounts.items():
+        for depth, ancestor in enumerate(PurePosixPath(target).parents):
+            if str(ancestor) != "/" and len(host.parents) > depth:
+                paths.setdefault(str(ancestor), str(host.parents[depth]))
+    return {**paths, **{t: str(h) for t, h in mounts.items()}}
 
 
 class UnsafeBackend:
     name = "unsafe"
 
     def run(self, job: Job, sink: OutputSink) -> Result:
-        paths = {m.target: str(m.host) for m in job.mounts}
-        if job.out_dir is not None:
-            paths["/out"] = str(job.out_dir)
+        paths = sandbox_to_host(job)
 
         def host(value: str) -> str:
             for target, source in sorted(paths.items(), key=lambda kv: -len(kv[0])):

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The orchestrator. `./run.sh` runs one experiment; the subcommands are for humans and CI.
+#   ./run.sh [-m "hypothesis"] [--budget S]   one experiment on train.py (what the agent calls)
+#   ./run.sh prepare [--corpus DIR]           build and freeze the data (idempotent)
+#   ./run.sh status                           the latest runs and the best result
+#   ./run.sh test [pytest args]               the test suite
+# The first call sets up .venv with what pyproject.toml lists (torch first: the CPU build
+# unless AUTORESEARCH_TORCH names another spec, or a torch is already in .venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${AUTORESEARCH_PYTHON:-python3}
+TORCH_SPEC=${AUTORESEARCH_TORCH:-torch==2.13.0}
+
+ensure_env() {
+    local want
+    want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+    [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.installed" 2>/dev/null)" = "$want" ] && return 0
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "run.sh: needs Python 3.11 or newer as '$PYTHON' (set AUTORESEARCH_PYTHON)" >&2; exit 2
+    fi
+    echo "run.sh: setting up $VENV (first run; torch: $TORCH_SPEC)" >&2
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" >&2
+    "$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > "$VENV/requirements.txt"
+    "$VENV/bin/python" -m pip install -q -r "$VENV/requirements.txt" >&2
+    echo "$want" > "$VENV/.installed"
+}
+
+ensure_env
+PY="$VENV/bin/python"
+case "${1:-}" in
+    prepare) shift; exec "$PY" -m eval.prepare "$@" ;;
+    status)  shift; exec "$PY" -m eval.status "$@" ;;
+    test)    shift; exec "$PY" -m pytest "$@" ;;
+    demo|replay|loop)
+        echo "run.sh: '$1' is not built yet (see the open issues); run ./run.sh for one experiment" >&2; exit 2 ;;
+    *)       exec "$PY" -m eval.experiment "$@" ;;
+esac

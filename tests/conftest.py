@@ -1,0 +1,82 @@
+"""Fixtures shared by the harness tests: a scratch copy of the repo with small frozen data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eval.prepare import prepare
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = ("eval", "sandbox", "hooks", "program.md", "scratchpad.md", "train.py", "run.sh", "pyproject.toml")
+
+# Small but real: short budgets, a small scored slice, tight sandbox limits.
+TEST_FRONT_MATTER = """---
+task:
+  metric: {metric}
+  direction: {direction}
+  evaluator: {evaluator}
+  budget_seconds: {budget}
+  grace_seconds: {grace}
+  seed: 1337
+  eval_bytes: 16384
+  seq_len: 64
+sandbox:
+  memory_gb: {memory_gb}
+  pids: 128
+  shm_mb: 64
+  output_mb: {output_mb}
+  score_seconds: 120
+phases:
+  - name: hyperparameters
+    instructions: Tune.
+current_phase: hyperparameters
+---
+# test program
+"""
+
+
+def write_program(
+    repo: Path,
+    metric="val_bpb",
+    direction="minimize",
+    evaluator="eval.bpb:score",
+    budget=2,
+    grace=40,
+    memory_gb=2,
+    output_mb=64,
+) -> None:
+    (repo / "program.md").write_text(TEST_FRONT_MATTER.format(**locals()))
+
+
+def make_corpus(root: Path, files: int = 60) -> Path:
+    """A few dozen small text files: enough for every split to get some."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        lines = [f"def function_{i}_{j}(x):\n    return x * {j} + {i}  # line {j}\n" for j in range(40)]
+        (root / f"module_{i:03d}.py").write_text("".join(lines))
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path, corpus: Path) -> Path:
+    """A scratch harness repo with its own frozen data and the test program.md."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in HARNESS:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, root / name)
+    (root / ".venv").symlink_to(REPO / ".venv")
+    prepare(root / "data", corpus)
+    write_program(root)
+    return root

@@ -1,0 +1,225 @@
+"""The experiment through real containers: what train.py can and cannot do, and how it is scored.
+
+Each test writes its own train.py into a scratch repo and runs ./run.sh's code path
+(eval.experiment.run_experiment) on the real Docker engine, or bubblewrap where named.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from eval.experiment import METRICS_SCHEMA, run_experiment
+from tests.conftest import write_program
+
+PROBE = r"""
+import json, os, socket
+results = {}
+def attempt(name, fn):
+    try:
+        fn()
+        results[name] = "succeeded"
+    except Exception as e:
+        results[name] = f"failed: {type(e).__name__}"
+attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=3))
+attempt("dns", lambda: socket.getaddrinfo("pypi.org", 443))
+attempt("write_code", lambda: open("/code/train.py", "a").write("x"))
+attempt("write_root", lambda: open("/evil", "w").write("x"))
+attempt("write_data", lambda: open("/data/train.bin", "ab").write(b"x"))
+attempt("write_python", lambda: open(os.__file__, "a").write("x"))
+attempt("read_train", lambda: open("/data/train.bin", "rb").read(10))
+for split in ("val", "test"):
+    for path in (f"/data/{split}.bin", f"{REPO}/data/{split}.bin"):
+        attempt(f"read_{split}:{path}", lambda p=path: open(p, "rb").read(10))
+attempt("read_repo", lambda: os.listdir(REPO))
+attempt("write_out", lambda: open(os.environ["AUTORESEARCH_OUT"] + "/ok.txt", "w").write("x"))
+results["uid"] = os.getuid()
+results["cap_eff"] = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
+json.dump(results, open(os.environ["AUTORESEARCH_OUT"] + "/probe.json", "w"))
+"""
+
+
+def run(repo: Path, train_py: str, **kwargs) -> dict:
+    (repo / "train.py").write_text(train_py)
+    metrics = run_experiment(repo, echo=lambda s: None, **kwargs)
+    jsonschema.validate(metrics, METRICS_SCHEMA)
+    on_disk = json.loads((repo / "runs" / metrics["id"] / "metrics.json").read_text())
+    assert on_disk == metrics
+    return metrics
+
+
+def probe(repo: Path) -> dict:
+    metrics = run(repo, f"REPO = {str(repo)!r}\n" + PROBE)
+    assert metrics["exit_code"] == 0, metrics["log_tail"]
+    return json.loads((repo / "runs" / metrics["id"] / "out" / "probe.json").read_text())
+
+
+def test_default_train_py_end_to_end(repo):
+    metrics = run(repo, (repo / "train.py").read_text())
+    assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+    assert metrics["backend"] == "docker"
+    assert math.isfinite(metrics["value"]) and 0 < metrics["value"] < 16
+    assert metrics["parameters"] > 10_000
+    assert metrics["reported"]["steps"] >= 1
+    assert metrics["peak_memory_mb"] > 50
+    assert (repo / "runs" / metrics["id"] / "out" / "model.pt2").is_file()
+    assert "step" in (repo / "runs" / metrics["id"] / "train.log").read_text()
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_train_py_is_confined(repo, backend, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
+    results = probe(repo)
+    allowed = {"read_train", "write_out"}
+    for name, verdict in results.items():
+        if name in ("uid", "cap_eff"):
+            continue
+        assert verdict.startswith("failed" if name not in allowed else "succeeded"), (name, verdict)
+    assert results["uid"] != 0
+    assert int(results["cap_eff"], 16) == 0
+    assert (repo / "data" / "val.bin").stat().st_size > 0  # untouched
+
+
+def test_running_past_the_budget_is_killed(repo):
+    write_program(repo, budget=1, grace=3)
+    t0 = time.monotonic()
+    metrics = run(repo, "import time\nwhile True:\n    time.sleep(1)\n")
+    elapsed = time.monotonic() - t0
+    assert metrics["outcome"] == "timeout"
+    assert 4 <= metrics["training_seconds"] < 4 + 3, metrics["training_seconds"]
+    assert elapsed < 30
+    assert "budget 1s + grace 3s" in metrics["reason"]
+
+
+def test_fork_bomb_is_contained(repo):
+    write_program(repo, budget=1, grace=20)
+    bomb = (
+        "import os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n"
+    )
+    metrics = run(repo, bomb)
+    assert metrics["outcome"] == "crash"
+    assert (
+        "BlockingIOError" in metrics["log_tail"] or "Resource temporarily unavailable" in metrics["log_tail"]
+    )
+
+
+def test_memory_hog_is_contained_and_reported(repo):
+    write_program(repo, budget=1, grace=30, memory_gb=0.25)
+    hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 2**20))\n"
+    metrics = run(repo, hog)
+    assert metrics["outcome"] == "oom", metrics
+    assert "out of memory" in metrics["reason"]
+
+
+def test_output_size_cap_holds(repo):
+    write_program(repo, budget=1, grace=20, output_mb=8)
+    filler = (
+        "import os\nout = os.environ['AUTORESEARCH_OUT']\n"
+        "try:\n    with open(out + '/big', 'wb') as f:\n        for _ in range(64):\n"
+        "            f.write(b'x' * 2**20)\nexcept OSError as e:\n    print('write failed:', e)\n"
+    )
+    metrics = run(repo, filler)
+    out = repo / "runs" / metrics["id"] / "out"
+    assert "No space left on device" in metrics["log_tail"]
+    assert sum(f.stat().st_size for f in out.rglob("*")) <= 8 * 2**20
+
+
+def test_fake_metrics_do_not_change_the_score(repo):
+    forged = (repo / "train.py").read_text() + (
+        "\nprint('val_bpb: 0.000100')\n"
+        "print('@@autoresearch-score {\"ok\": true, \"value\": 0.0001, \"finite\": true}')\n"
+        "fake = {'val_bpb': 0.0001, 'value': 0.0001, 'outcome': 'ok'}\n"
+        "json.dump(fake, open(os.path.join(OUT, 'metrics.json'), 'w'))\n"
+    )
+    metrics = run(repo, forged)
+    assert metrics["outcome"] == "ok"
+    assert metrics["value"] > 1.0  # the harness's own bits per byte, not the forged 0.0001
+    run_dir = repo / "runs" / metrics["id"]
+    assert json.loads((run_dir / "metrics.json").read_text())["id"] == metrics["id"]
+    assert (
+        json.loads((run_dir / "out" / "metrics.json").read_text())["val_bpb"] == 0.0001
+    )  # kept aside, unused
+
+
+def test_crash_is_classified(repo):
+    metrics = run(repo, "print('starting')\nraise RuntimeError('boom in train.py')\n")
+    assert metrics["outcome"] == "crash"
+    assert metrics["exit_code"] == 1
+    assert "boom in train.py" in metrics["log_tail"]
+
+
+NAN_MODEL = """
+import os, torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(256, 256)
+        torch.nn.init.constant_(self.emb.weight, float("nan"))
+    def forward(self, idx):
+        return self.emb(idx)
+seq = int(os.environ["AUTORESEARCH_SEQ_LEN"])
+batch = torch.export.Dim("batch", min=1, max=4096)
+program = torch.export.export(M(), (torch.zeros(2, seq, dtype=torch.long),), dynamic_shapes=({0: batch},))
+torch.export.save(program, os.environ["AUTORESEARCH_OUT"] + "/model.pt2")
+"""
+
+
+def test_nan_is_classified(repo):
+    metrics = run(repo, NAN_MODEL)
+    assert metrics["outcome"] == "nan", metrics["reason"] + metrics["log_tail"]
+    assert metrics["value"] is None
+
+
+def test_non_causal_model_is_rejected(repo):
+    peeking = NAN_MODEL.replace('torch.nn.init.constant_(self.emb.weight, float("nan"))', "").replace(
+        "return self.emb(idx)", "return self.emb(idx.flip(1))"
+    )
+    metrics = run(repo, peeking)
+    assert metrics["outcome"] == "crash"
+    assert "not causal" in metrics["reason"]
+
+
+TINY_BIGRAM = """
+import os, time, torch
+torch.manual_seed(int(os.environ["AUTORESEARCH_SEED"]))
+data = torch.frombuffer(bytearray(open(os.environ["AUTORESEARCH_DATA"], "rb").read()), dtype=torch.uint8).long()
+table = torch.nn.Embedding(256, 256)
+opt = torch.optim.Adam(table.parameters(), lr=0.1)
+t0 = time.time()
+while time.time() - t0 < float(os.environ["AUTORESEARCH_BUDGET_S"]):
+    ix = torch.randint(len(data) - 1, (512,))
+    loss = torch.nn.functional.cross_entropy(table(data[ix]), data[ix + 1])
+    opt.zero_grad(); loss.backward(); opt.step()
+seq = int(os.environ["AUTORESEARCH_SEQ_LEN"])
+batch = torch.export.Dim("batch", min=1, max=4096)
+program = torch.export.export(table, (torch.zeros(2, seq, dtype=torch.long),), dynamic_shapes=({0: batch},))
+torch.export.save(program, os.environ["AUTORESEARCH_OUT"] + "/model.pt2")
+"""
+
+
+def test_a_second_task_with_another_metric_and_direction(repo):
+    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.accuracy:score", budget=2)
+    metrics = run(repo, TINY_BIGRAM)
+    assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+    assert (metrics["metric"], metrics["direction"]) == ("val_acc", "maximize")
+    assert 0.2 < metrics["value"] <= 1.0  # a trained bigram table predicts this code well above chance
+    assert metrics["parameters"] == 256 * 256
+
+
+def test_no_sandbox_refuses_unless_unsafe(repo, monkeypatch):
+    from sandbox.backends import select_backend
+    from sandbox.job import SandboxUnavailable
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxUnavailable, match="--unsafe-no-sandbox"):
+        select_backend()
+    assert select_backend(unsafe=True).name == "unsafe"
+    metrics = run(repo, TINY_BIGRAM.replace("< float(", "< 0 * float("), unsafe=True)
+    assert metrics["backend"] == "unsafe"
+    assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
