@@ -85,8 +85,12 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
     existing_path = data_dir / MANIFEST
     if existing_path.exists() and not force:
         existing = json.loads(existing_path.read_text())
-        if existing.get("hash") == manifest["hash"] and verify(data_dir, existing) == []:
-            return existing
+        if existing.get("hash") == manifest["hash"]:
+            problems = verify(data_dir, existing)
+            if not problems:
+                return existing
+            raise DataError(f"the frozen data no longer matches its manifest: {'; '.join(problems)}."
+                            " Restore it, or pass --force to rebuild it from the corpus.")
         raise DataError(
             f"{data_dir} already holds frozen data ({existing.get('source')}, hash {existing.get('hash', '?')[:12]})"
             f" that differs from {source} (hash {manifest['hash'][:12]}). Results are only comparable on"

@@ -1,0 +1,72 @@
+"""program.md's front matter: what the harness accepts, and how it names what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval import config
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = (REPO / "program.md").read_text()
+
+
+def test_shipped_program_md_is_valid():
+    program = config.load(REPO / "program.md")
+    assert (program.task.metric, program.task.direction) == ("val_bpb", "minimize")
+    assert [p.name for p in program.phases] == ["hyperparameters", "architecture", "moonshot"]
+    assert program.current_phase.name == "hyperparameters"
+    moonshot = program.phases[2]
+    assert moonshot.web and "arxiv.org" in moonshot.domains
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (("direction: minimize", "direction: lower"), "task.direction"),
+        (("budget_seconds: 300", "budget_seconds: -5"), "task.budget_seconds"),
+        (("budget_seconds: 300", "budget_seconds: five minutes"), "task.budget_seconds"),
+        (("evaluator: eval.bpb:score", "evaluator: eval/bpb.py"), "task.evaluator"),
+        (("  metric: val_bpb ", "  metrik: val_bpb "), "task"),
+        (("current_phase: hyperparameters", "current_phase: tuning"), "current_phase"),
+        (("memory_gb: 8", "memory_gb: lots"), "sandbox.memory_gb"),
+        (("    web: true", "    web: sometimes"), "phases.2.web"),
+        (("seed: 1337", "seed: 1.5"), "task.seed"),
+    ],
+)
+def test_errors_name_the_bad_field(edit, named):
+    old, new = edit
+    assert old in GOOD
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(GOOD.replace(old, new, 1))
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("# no front matter\n", "must start with a '---' line"),
+        ("---\ntask: {metric: x\n---\n", "not valid YAML"),
+        ("---\ntask: [1, 2]\n", "not closed"),
+        ("---\n- a list\n---\n", "must be a mapping"),
+        (GOOD.replace("  - name: architecture", "  - name: hyperparameters"), "names must be unique"),
+    ],
+)
+def test_malformed_files_get_a_clear_error(text, says):
+    with pytest.raises(config.ConfigError, match=says):
+        config.parse(text)
+
+
+def test_defaults_fill_optional_fields():
+    minimal = "---\ntask: {metric: acc, direction: maximize, evaluator: 'eval.accuracy:score', budget_seconds: 5}\n" \
+              "phases: [{name: only, instructions: go}]\ncurrent_phase: only\n---\nbody\n"
+    program = config.parse(minimal)
+    assert program.task.seed == config.TASK_DEFAULTS["seed"]
+    assert program.limits.memory_gb == config.SANDBOX_DEFAULTS["memory_gb"]
+    assert program.body == "body\n"
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load(tmp_path / "missing.md")
