@@ -7,13 +7,14 @@ hook call reads it again, and a broken edit is reported with the field that is w
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import yaml
-
-SCHEMA = json.loads((Path(__file__).parent / "schemas" / "program.schema.json").read_text())
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "program.schema.json"
+# Validated front matter by content hash: the guard reads program.md on every tool call,
+# and yaml + jsonschema cost it ~250 ms to import. The agent cannot write under eval/.
+CACHE_FILE = Path(__file__).parent / "__pycache__" / "program-front-matter.json"
 
 TASK_DEFAULTS = {
     "train_file": "train.py",
@@ -23,7 +24,7 @@ TASK_DEFAULTS = {
     "seq_len": 256,
     "options": {},
 }
-SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 300}
+SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
 
 
 class ConfigError(ValueError):
@@ -82,7 +83,7 @@ def split_front_matter(text: str, source: str) -> tuple[str, str]:
     raise ConfigError(f"{source}: the YAML front matter is not closed by a second '---' line")
 
 
-def field_name(error: jsonschema.ValidationError) -> str:
+def field_name(error) -> str:
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
         return path or "(top level)"
@@ -92,18 +93,26 @@ def field_name(error: jsonschema.ValidationError) -> str:
     return path or "(top level)"
 
 
-def parse(text: str, source: str = "program.md") -> Program:
-    raw_yaml, body = split_front_matter(text, source)
+def validated(raw_yaml: str, source: str) -> dict:
+    """The front matter as a dict that satisfies the schema, or a ConfigError naming the fields."""
+    import jsonschema
+    import yaml
+
     try:
         data = yaml.safe_load(raw_yaml)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: the front matter is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the front matter must be a mapping of settings")
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path))
+    schema = json.loads(SCHEMA_PATH.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         lines = [f"  {field_name(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source}: invalid front matter:\n" + "\n".join(lines))
+    return data
+
+
+def build(data: dict, body: str, source: str) -> Program:
     phases = tuple(
         Phase(p["name"], p["instructions"].strip(), p.get("web", False), tuple(p.get("domains", ())),
               p.get("max_experiments"))
@@ -120,9 +129,31 @@ def parse(text: str, source: str = "program.md") -> Program:
     return Program(task, limits, phases, current, body)
 
 
+def parse(text: str, source: str = "program.md") -> Program:
+    raw_yaml, body = split_front_matter(text, source)
+    return build(validated(raw_yaml, source), body, source)
+
+
 def load(path: Path) -> Program:
+    """Read and check program.md now; an unchanged front matter is served from the cache."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    return parse(text, str(path))
+    raw_yaml, body = split_front_matter(text, str(path))
+    key = {"yaml": raw_yaml, "schema": SCHEMA_PATH.read_text()}
+    try:
+        cached = json.loads(CACHE_FILE.read_text())
+        data = cached["data"] if cached["key"] == key else None
+    except (OSError, ValueError, KeyError, TypeError):
+        data = None
+    if data is None:
+        data = validated(raw_yaml, str(path))
+        try:
+            CACHE_FILE.parent.mkdir(exist_ok=True)
+            tmp = CACHE_FILE.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "data": data}))
+            tmp.replace(CACHE_FILE)
+        except OSError:
+            pass  # a read-only checkout just validates every time
+    return build(data, body, str(path))

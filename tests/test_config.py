@@ -70,3 +70,19 @@ def test_defaults_fill_optional_fields():
 def test_unreadable_file_is_a_config_error(tmp_path):
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load(tmp_path / "missing.md")
+
+
+def test_cached_front_matter_follows_every_edit(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_FILE", tmp_path / "cache" / "program.json")
+    path = tmp_path / "program.md"
+    path.write_text(GOOD)
+    assert config.load(path).current_phase.name == "hyperparameters"
+    assert config.CACHE_FILE.exists()
+    path.write_text(GOOD.replace("current_phase: hyperparameters", "current_phase: moonshot"))
+    assert config.load(path).current_phase.name == "moonshot"  # an edit is seen at once
+    path.write_text(GOOD.replace("direction: minimize", "direction: sideways"))
+    with pytest.raises(config.ConfigError, match="task.direction"):
+        config.load(path)
+    config.CACHE_FILE.write_text("{not json")
+    path.write_text(GOOD)
+    assert config.load(path).task.direction == "minimize"  # a damaged cache is rebuilt
