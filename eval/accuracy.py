@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.lm import check_causal, load_model, logits_of, read_split, windows
+from eval.lm import batches, check_causal, load_model, logits_of, scored_windows
 
 
 def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, options: dict) -> dict:
     model, n_params = load_model(model_path)
-    data = read_split(data_path, eval_bytes)
-    check_causal(model, data, seq_len)
-    hits, count = 0, 0
-    for x, y in windows(data, seq_len):
-        hits += int((logits_of(model, x).argmax(-1) == y).sum())
-        count += y.numel()
-    return {"value": hits / count, "parameters": n_params, "scored_bytes": count}
+    x, y = scored_windows(data_path, seq_len, eval_bytes)
+    check_causal(model, x)
+    hits = sum(int((logits_of(model, xb).argmax(-1) == yb).sum()) for xb, yb in batches(x, y))
+    return {"value": hits / y.numel(), "parameters": n_params, "scored_bytes": y.numel()}

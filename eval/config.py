@@ -20,7 +20,7 @@ TASK_DEFAULTS = {
     "train_file": "train.py",
     "grace_seconds": 60,
     "seed": 1337,
-    "eval_bytes": 1 << 18,
+    "eval_bytes": 1 << 16,
     "seq_len": 256,
     "options": {},
 }

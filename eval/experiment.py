@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jsonschema
@@ -67,16 +68,18 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
     )
 
 
-def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path) -> Job:
+def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path, budget: float) -> Job:
+    """The scorer starts with training and waits for runs/<id>/score_in/go (see eval/score.py)."""
     task = program.task
+    wait = budget + task.grace_seconds + 30
     return Job(
         argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
               "--data", "/data/val.bin", "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
-              "--options", json.dumps(task.options)],
-        mounts=[Mount(harness / "eval", "/harness/eval"), Mount(run_dir / "out", "/in"),
+              "--options", json.dumps(task.options), "--go", "/in/go", "--wait-seconds", str(wait)],
+        mounts=[Mount(harness / "eval", "/harness/eval"), Mount(run_dir / "score_in", "/in"),
                 Mount(data_dir / "val.bin", "/data/val.bin")],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
-        timeout_s=program.limits.score_seconds,
+        timeout_s=wait + program.limits.score_seconds,
         limits=program.limits,
         workdir="/tmp",
         gpu=has_gpu(),
@@ -118,6 +121,16 @@ def training_outcome(result: Result, program: config.Program, budget: float) -> 
     return "", ""
 
 
+def hand_over(run_dir: Path, signal: str) -> None:
+    """Give the waiting scorer the model ('go') or send it home ('cancel')."""
+    model = run_dir / "out" / "model.pt2"
+    if signal == "go" and model.is_file():
+        shutil.copyfile(model, run_dir / "score_in" / "model.pt2")
+    tmp = run_dir / "score_in" / "go.tmp"
+    tmp.write_text(signal)
+    tmp.replace(run_dir / "score_in" / "go")
+
+
 def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
     if result.timed_out:
         return "crash", "scoring timed out: the exported model is too slow or too large"
@@ -150,24 +163,30 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
     say = echo or (lambda s: print(s, flush=True))
     say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
 
+    (run_dir / "score_in").mkdir()
     sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
-    try:
-        train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
-    finally:
-        sink.close()
-    outcome, reason = training_outcome(train, program, budget)
+    score_sink = LogSink(run_dir / "score.log", echo=False)
+    harness = Path(__file__).resolve().parent.parent
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scoring = pool.submit(backend.run, scoring_job(program, run_dir, data_dir, harness, budget), score_sink)
+        signal = "cancel"
+        try:
+            train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
+            outcome, reason = training_outcome(train, program, budget)
+            signal = "cancel" if outcome else "go"
+            if signal == "go":
+                say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
+        finally:
+            hand_over(run_dir, signal)
+            sink.close()
+        scored = scoring.result()
+    score_sink.close()
     log_tail = sink.tail_text()
     score, scoring_seconds = None, None
     if not outcome:
-        say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
-        score_sink = LogSink(run_dir / "score.log", echo=False)
-        try:
-            scoring = backend.run(scoring_job(program, run_dir, data_dir, Path(__file__).parent.parent), score_sink)
-        finally:
-            score_sink.close()
         score = parse_score((run_dir / "score.log").read_bytes())
-        scoring_seconds = scoring.seconds
-        outcome, reason = score_outcome(scoring, score)
+        scoring_seconds = score.get("seconds") if score else scored.seconds
+        outcome, reason = score_outcome(scored, score)
         if outcome != "ok":
             log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
     ok = outcome == "ok"

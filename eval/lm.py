@@ -1,8 +1,11 @@
 """Shared by the byte-level language-model evaluators: load, check and run the exported model.
 
+The scored windows are spread evenly over the whole held-out split (not its first bytes),
+so a small, fixed scoring budget still covers every kind of text in it.
+
 The agent writes the model, so the harness checks what it can before trusting a number:
-the interface (shapes, dtype) and causality. A model whose logits at position t change
-when the bytes after t (or the other rows of the batch) change is peeking at its targets.
+the interface (shapes) and causality. A model whose logits at position t change when the
+bytes after t (or the other rows of the batch) change is peeking at its targets.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import torch
 
 VOCAB = 256
-BATCH = 16
+BATCH = 32
 CAUSALITY_CUTS = (1, 3)  # eighths of seq_len where the future is swapped out
 CAUSALITY_ATOL = 1e-3
 
@@ -29,20 +32,19 @@ def load_model(path: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]
     return program.module(), n_params
 
 
-def read_split(path: Path, n_bytes: int) -> torch.Tensor:
-    with open(path, "rb") as f:
-        raw = f.read(n_bytes + 1)
-    if len(raw) < 2:
-        raise ModelRejected(f"{path} holds too little data to score")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
+def scored_windows(path: Path, seq_len: int, n_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) of n_bytes // seq_len non-overlapping windows spread evenly over the split."""
+    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).long()
+    n = min(max(1, n_bytes // seq_len), (len(data) - 1) // seq_len)
+    if n < 1:
+        raise ModelRejected(f"{path} holds fewer than seq_len={seq_len} bytes: nothing to score")
+    starts = torch.linspace(0, len(data) - seq_len - 1, n).long()
+    rows = data[starts[:, None] + torch.arange(seq_len + 1)]
+    return rows[:, :-1], rows[:, 1:]
 
 
-def windows(data: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Non-overlapping (inputs, targets) batches covering the scored bytes once."""
-    n = (len(data) - 1) // seq_len
-    x = data[: n * seq_len].view(n, seq_len)
-    y = data[1 : n * seq_len + 1].view(n, seq_len)
-    for i in range(0, n, BATCH):
+def batches(x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for i in range(0, len(x), BATCH):
         yield x[i : i + BATCH], y[i : i + BATCH]
 
 
@@ -57,20 +59,19 @@ def logits_of(model: Callable, x: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
-def check_causal(model: Callable, data: torch.Tensor, seq_len: int) -> None:
+def check_causal(model: Callable, x: torch.Tensor) -> None:
     """Swap the future (and the other rows) for other real text; the past must not move."""
-    n = (len(data) - 1) // seq_len
-    if n < 4:
+    if len(x) < 4:
         return
-    x = data[: n * seq_len].view(n, seq_len)[:BATCH]
-    other = torch.roll(data[: n * seq_len].view(n, seq_len), shifts=n // 2, dims=0)[: len(x)]
-    base = logits_of(model, x)
+    rows = x[:BATCH]
+    other = torch.roll(x, shifts=len(x) // 2, dims=0)[: len(rows)]
+    base = logits_of(model, rows)
     if not torch.isfinite(base).all():
         return  # such a model scores NaN anyway, which is its verdict
     for eighth in CAUSALITY_CUTS:
-        cut = max(1, seq_len * eighth // 8)
+        cut = max(1, x.shape[1] * eighth // 8)
         probe = other.clone()
-        probe[0, :cut] = x[0, :cut]
+        probe[0, :cut] = rows[0, :cut]
         moved = (logits_of(model, probe)[0, :cut] - base[0, :cut]).abs().max().item()
         if not moved <= CAUSALITY_ATOL:
             raise ModelRejected(

@@ -1,28 +1,56 @@
 """The scoring step, run inside its own sandbox: the only code that sees the validation split.
 
-It imports the task's evaluator (program.md: task.evaluator, "module:function"), which
-loads the exported model and returns {"value": ..., "parameters": ..., ...}. The result
-is printed as one marked JSON line that the harness parses; an exported program has no
-Python of the agent's in it, so nothing else can print that line.
+It starts together with training and warms up (imports torch and the export loader, a few
+seconds of one core) while train.py starts, then waits for the harness to hand it the model
+(a `go` file beside it; `cancel` when training failed). It imports the task's evaluator
+(program.md: task.evaluator, "module:function"), which loads the exported model and returns
+{"value": ..., "parameters": ..., ...}. The result is printed as one marked JSON line that
+the harness parses; an exported program holds no Python of the agent's, so nothing else
+can print that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import logging
 import math
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
 MARKER = "@@autoresearch-score "
+POLL_S = 0.05
 
 
 def load_evaluator(spec: str):
     module_name, func_name = spec.split(":")
     return getattr(importlib.import_module(module_name), func_name)
+
+
+def warm_up() -> None:
+    """Import what torch.export.load needs (about 2 s), by loading a file that does not exist."""
+    import torch
+
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    with contextlib.suppress(Exception):
+        torch.export.load("/nonexistent/warm-up.pt2")
+    logger.setLevel(level)
+
+
+def wait_for(go: Path, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            return go.read_text().strip()
+        time.sleep(POLL_S)
+    return "cancel"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,26 +61,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq-len", type=int, required=True)
     ap.add_argument("--eval-bytes", type=int, required=True)
     ap.add_argument("--options", default="{}")
+    ap.add_argument("--go", type=Path, help="wait for this file: 'go' scores, anything else exits")
+    ap.add_argument("--wait-seconds", type=float, default=0)
     args = ap.parse_args(argv)
-    t0 = time.time()
     try:
+        evaluator = load_evaluator(args.evaluator)
+        warm_up()
+        if args.go and wait_for(args.go, args.wait_seconds) != "go":
+            print("scoring cancelled: training did not produce a model to score")
+            return 0
+        t0 = time.time()
         import torch
 
         torch.set_grad_enabled(False)
         if not args.model.is_file():
             raise FileNotFoundError("train.py did not leave an exported model at $AUTORESEARCH_OUT/model.pt2")
-        result = load_evaluator(args.evaluator)(args.model, args.data, args.seq_len, args.eval_bytes,
-                                                json.loads(args.options))
+        result = evaluator(args.model, args.data, args.seq_len, args.eval_bytes, json.loads(args.options))
         value = float(result["value"])
         result = {**result, "value": value if math.isfinite(value) else None, "finite": math.isfinite(value),
-                  "ok": True}
+                  "ok": True, "seconds": time.time() - t0}
     except Exception as e:  # the model is untrusted input: every failure is a verdict, not a crash here
         traceback.print_exc()
         result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
-    result["seconds"] = time.time() - t0
     print(MARKER + json.dumps(result), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # skip torch's slow interpreter teardown: the result is out

@@ -23,7 +23,8 @@ from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
-OOM_FRACTION = 0.95
+# cgroup v1 and v2 names: the peak comes first (a bare number), the OOM-kill count after.
+CGROUP_FILES = ("memory/memory.max_usage_in_bytes", "memory.peak", "memory/memory.oom_control", "memory.events")
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
 
 
@@ -107,6 +108,7 @@ class DockerBackend:
             exit_code = api.exec_inspect(exec_id).get("ExitCode")
             result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds)
             if not killed.is_set():
+                self.exec_output(container, ["/usr/bin/kill", "-9", "-1"])  # what the job left running
                 result.peak_memory_mb, result.oom = self.memory_report(container, exit_code)
                 if exit_code == 0 and job.out_dir is not None:
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
@@ -115,30 +117,33 @@ class DockerBackend:
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
 
-    def memory_report(self, container, exit_code: int | None) -> tuple[float | None, bool]:
-        """Peak memory of the container's cgroup, and whether the kernel OOM-killed the job.
+    def exec_output(self, container, argv: list[str]) -> bytes:
+        api = self.client.api
+        exec_id = api.exec_create(container.id, argv, user=f"{UID}:{UID}", stderr=False)["Id"]
+        return api.exec_start(exec_id)
 
-        Docker flags OOMKilled only when PID 1 dies; here the job is an exec beside it, so
-        a SIGKILL (137) while the cgroup sat at its limit is the OOM killer's signature
-        (cgroup v1); cgroup v2 counts the kills itself.
+    def memory_report(self, container, exit_code: int | None) -> tuple[float | None, bool]:
+        """Peak memory of the container's cgroup, and whether the kernel OOM-killed in it.
+
+        Read from the container's own read-only cgroup files (the stats API takes a second).
+        Docker's OOMKilled flag only covers PID 1; the job is an exec beside it.
         """
-        stats = container.stats(stream=False).get("memory_stats", {})
-        peak, limit = stats.get("max_usage") or stats.get("usage"), stats.get("limit")
-        oom_kills = (stats.get("stats") or {}).get("oom_kill", 0)
-        at_limit = bool(peak and limit and peak >= OOM_FRACTION * limit)
-        oom = exit_code == 137 and (at_limit or oom_kills > 0)
+        files = [f"/sys/fs/cgroup/{name}" for name in CGROUP_FILES]
+        raw = self.exec_output(container, ["/usr/bin/cat", *files]).decode(errors="replace")
+        numbers = dict(line.split()[:2] for line in raw.splitlines() if len(line.split()) == 2)
+        peak = next((int(line) for line in raw.splitlines() if line.strip().isdigit()), None)
+        oom = exit_code == 137 and int(numbers.get("oom_kill", "0")) > 0
         return (peak / 2**20 if peak else None), oom
 
     def collect_out(self, container, out_dir: Path, cap_mb: int) -> str | None:
         """Copy the container's /out to out_dir: regular files and dirs only, within the cap.
 
         docker cp cannot see a tmpfs, so /out is streamed out as a tar by the sandbox's own
-        interpreter, after every process the job left behind has been killed.
+        interpreter, once nothing of the job runs any more.
         """
         api = self.client.api
-        user = f"{UID}:{UID}"
-        api.exec_start(api.exec_create(container.id, ["/usr/bin/kill", "-9", "-1"], user=user)["Id"])
-        tar_id = api.exec_create(container.id, [python_executable(), "-c", TAR_OUT], user=user, stderr=False)["Id"]
+        tar_id = api.exec_create(container.id, [python_executable(), "-c", TAR_OUT], user=f"{UID}:{UID}",
+                                 stderr=False)["Id"]
         stream = api.exec_start(tar_id, stream=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile() as archive:

@@ -11,10 +11,12 @@ import math
 import time
 from pathlib import Path
 
+import docker
 import jsonschema
 import pytest
 
 from eval.experiment import METRICS_SCHEMA, run_experiment
+from sandbox.docker_backend import LABEL
 from tests.conftest import write_program
 
 PROBE = r"""
@@ -151,6 +153,10 @@ def test_crash_is_classified(repo):
     assert metrics["outcome"] == "crash"
     assert metrics["exit_code"] == 1
     assert "boom in train.py" in metrics["log_tail"]
+    # the scorer that warmed up beside training was sent home, and no container is left behind
+    assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()
+    assert not (repo / "runs" / metrics["id"] / "score_in" / "model.pt2").exists()
+    assert docker.from_env().containers.list(all=True, filters={"label": LABEL}) == []
 
 
 NAN_MODEL = """
