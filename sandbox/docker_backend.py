@@ -72,7 +72,7 @@ class DockerBackend:
             volumes=volumes,
             ipc_mode="private",
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            labels={LABEL: "1"},
+            labels={LABEL: job.owner},
             detach=True,
         )
         if job.gpu and has_nvidia_runtime(self.client):

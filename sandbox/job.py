@@ -31,6 +31,7 @@ class Job:
     out_dir: Path | None = None  # host dir that receives the sandbox's /out after a clean exit
     workdir: str = "/tmp"
     gpu: bool = False
+    owner: str = ""  # who started it (the run dir): labels its container, so leftovers can be traced
 
 
 @dataclass

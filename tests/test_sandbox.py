@@ -156,7 +156,8 @@ def test_crash_is_classified(repo):
     # the scorer that warmed up beside training was sent home, and no container is left behind
     assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()
     assert not (repo / "runs" / metrics["id"] / "score_in" / "model.pt2").exists()
-    assert docker.from_env().containers.list(all=True, filters={"label": LABEL}) == []
+    owner = str(repo / "runs" / metrics["id"])
+    assert docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={owner}"}) == []
 
 
 NAN_MODEL = """

@@ -1,0 +1,72 @@
+"""The research history in git: kept versions are commits, discarded ones are refs.
+
+Keep: train.py and scratchpad.md are committed on the current (research) branch with a
+structured message. Discard, crash or timeout: the candidate that ran is stored as a commit
+on top of the best version, under refs/autoresearch/discarded/<id>, and train.py is restored
+to the best. Nothing the agent tried is lost, and `git diff <best> refs/autoresearch/discarded/<id>`
+shows exactly what it was. Every step is idempotent, so a verdict interrupted by kill -9 is
+simply applied again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import git
+
+TRACKED = ("train.py", "scratchpad.md")
+DISCARDED = "refs/autoresearch/discarded"
+TRAILER = "Autoresearch-Experiment"
+
+
+def open_repo(repo: Path) -> git.Repo:
+    return git.Repo(repo)
+
+
+def committed_for(r: git.Repo, run_id: str) -> str | None:
+    """The sha of the commit that kept run_id, if HEAD's recent history has one."""
+    for commit in r.iter_commits("HEAD", max_count=50):
+        if f"{TRAILER}: {run_id}" in commit.message:
+            return commit.hexsha
+    return None
+
+
+def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> str:
+    """Commit the candidate train.py (and the scratchpad) as the new best; return the sha."""
+    r = open_repo(repo)
+    done = committed_for(r, run_id)
+    if done:
+        return done
+    (repo / "train.py").write_bytes(candidate.read_bytes())
+    r.index.add([p for p in TRACKED if (repo / p).exists()])
+    message = f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n"
+    return r.index.commit(message).hexsha
+
+
+def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
+    """Store the candidate under refs/autoresearch/discarded/<id>; restore train.py to HEAD's."""
+    r = open_repo(repo)
+    ref = f"{DISCARDED}/{run_id}"
+    if not r.git.for_each_ref(ref):
+        with tempfile.TemporaryDirectory() as tmp:  # a private index: the real one is not touched
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            r.git.read_tree("HEAD", env=env)
+            blob = r.git.hash_object("-w", str(candidate))
+            r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
+            tree = r.git.write_tree(env=env)
+        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", f"{subject}\n\n{TRAILER}: {run_id}")
+        r.git.update_ref(ref, commit)
+    restore_best(repo)
+    return ref
+
+
+def restore_best(repo: Path) -> None:
+    """train.py back to the last kept version (HEAD's)."""
+    r = open_repo(repo)
+    (repo / "train.py").write_bytes(r.head.commit.tree["train.py"].data_stream.read())
+    r.index.add(["train.py"])
+
+
+def head(repo: Path) -> str:
+    return open_repo(repo).head.commit.hexsha

@@ -1,0 +1,68 @@
+"""Kept versions become commits, discarded ones refs: on real git repositories in temp dirs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from eval import history
+
+
+@pytest.fixture
+def research_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    r = git.Repo.init(root, initial_branch="research")
+    with r.config_writer() as c:
+        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
+    (root / "train.py").write_text("LR = 1\n")
+    (root / "scratchpad.md").write_text("# notes\n")
+    r.index.add(["train.py", "scratchpad.md"])
+    r.index.commit("baseline")
+    return root
+
+
+def candidate(repo: Path, run_id: str, text: str) -> Path:
+    run_dir = repo / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (repo / "train.py").write_text(text)
+    (run_dir / "train.py").write_text(text)
+    return run_dir / "train.py"
+
+
+def test_keep_commits_train_py_and_scratchpad(research_repo):
+    src = candidate(research_repo, "r0001", "LR = 2\n")
+    (research_repo / "scratchpad.md").write_text("# notes\nr0001 keep\n")
+    sha = history.keep(research_repo, "r0001", src, "r0001 keep: val_bpb 1.0", "experiment: r0001")
+    r = git.Repo(research_repo)
+    assert r.head.commit.hexsha == sha and r.active_branch.name == "research"
+    assert r.head.commit.tree["train.py"].data_stream.read() == b"LR = 2\n"
+    assert b"r0001 keep" in r.head.commit.tree["scratchpad.md"].data_stream.read()
+    assert "Autoresearch-Experiment: r0001" in r.head.commit.message
+    assert history.keep(research_repo, "r0001", src, "again", "again") == sha  # idempotent
+    assert len(list(r.iter_commits())) == 2
+
+
+def test_discard_keeps_the_diff_under_a_ref_and_restores_the_best(research_repo):
+    before = history.head(research_repo)
+    src = candidate(research_repo, "r0002", "LR = 99\n")
+    ref = history.discard(research_repo, "r0002", src, "r0002 discard")
+    assert ref == "refs/autoresearch/discarded/r0002"
+    assert (research_repo / "train.py").read_text() == "LR = 1\n"
+    r = git.Repo(research_repo)
+    assert r.head.commit.hexsha == before  # no commit on the branch
+    diff = r.git.diff(before, ref)
+    assert "-LR = 1" in diff and "+LR = 99" in diff
+    assert not r.is_dirty()
+    assert history.discard(research_repo, "r0002", src, "again") == ref  # idempotent
+    assert r.commit(ref).parents[0].hexsha == before  # the candidate sits on the best it was judged against
+
+
+def test_discarded_ref_survives_gc(research_repo):
+    src = candidate(research_repo, "r0003", "LR = 3\n")
+    ref = history.discard(research_repo, "r0003", src, "r0003 discard")
+    subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=research_repo, check=True)
+    assert "LR = 3" in git.Repo(research_repo).git.show(f"{ref}:train.py")
