@@ -38,5 +38,5 @@ case "${1:-}" in
     test)    shift; exec "$PY" -m pytest "$@" ;;
     demo|replay|loop)
         echo "run.sh: '$1' is not built yet (see the open issues); run ./run.sh for one experiment" >&2; exit 2 ;;
-    *)       exec "$PY" -m eval.experiment "$@" ;;
+    *)       exec "$PY" -m eval.research "$@" ;;
 esac

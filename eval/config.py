@@ -24,6 +24,8 @@ TASK_DEFAULTS = {
     "seq_len": 256,
     "options": {},
 }
+VERDICT_DEFAULTS = {"rule": "noise", "k": 2.0, "seeds": 3, "min_spread": 0.0}
+BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
 
 
@@ -55,6 +57,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class VerdictRule:
+    """How a candidate is judged: 'noise' keeps only an improvement beyond the seed-to-seed spread."""
+
+    rule: str
+    k: float  # standard errors the improvement must clear
+    seeds: int  # runs (seeds) per measured version: the baseline and each promising candidate
+    min_spread: float  # floor for the measured spread, in metric units
+
+
+@dataclass(frozen=True)
+class Budget:
+    hours: float
+    experiments: int
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     instructions: str
@@ -70,6 +88,8 @@ class Program:
     phases: tuple[Phase, ...]
     current_phase: Phase
     body: str
+    verdict: VerdictRule
+    budget: Budget
 
 
 def split_front_matter(text: str, source: str) -> tuple[str, str]:
@@ -126,7 +146,9 @@ def build(data: dict, body: str, source: str) -> Program:
     task = Task(**{**TASK_DEFAULTS, **data["task"]})
     limits = Limits(**{**SANDBOX_DEFAULTS, **data.get("sandbox", {})})
     current = phases[names.index(data["current_phase"])]
-    return Program(task, limits, phases, current, body)
+    verdict = VerdictRule(**{**VERDICT_DEFAULTS, **data.get("verdict", {})})
+    budget = Budget(**{**BUDGET_DEFAULTS, **data.get("budget", {})})
+    return Program(task, limits, phases, current, body, verdict, budget)
 
 
 def parse(text: str, source: str = "program.md") -> Program:

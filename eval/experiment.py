@@ -6,13 +6,11 @@ output dir is kept for reading, never for the score.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +18,10 @@ from pathlib import Path
 import jsonschema
 
 from eval import config
-from eval.prepare import DataError, load_manifest
+from eval.prepare import load_manifest
 from eval.score import MARKER
 from sandbox.backends import select_backend
-from sandbox.job import Job, Mount, Result, SandboxUnavailable
+from sandbox.job import Job, Mount, Result
 from sandbox.logsink import LogSink
 from sandbox.runtime import python_executable
 
@@ -65,6 +63,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         out_dir=run_dir / "out",
         workdir="/out",
         gpu=has_gpu(),
+        owner=str(run_dir),
     )
 
 
@@ -83,6 +82,7 @@ def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness:
         limits=program.limits,
         workdir="/tmp",
         gpu=has_gpu(),
+        owner=str(run_dir),
     )
 
 
@@ -146,8 +146,12 @@ def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
 
 
 def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None, seed: int | None = None,
-                   unsafe: bool = False, echo=None) -> dict:
-    """Run one experiment on repo/train.py and return its validated metrics."""
+                   unsafe: bool = False, echo=None, run: tuple[str, Path] | None = None,
+                   source: Path | None = None) -> dict:
+    """Run repo/train.py (or source) once in the sandbox and return its validated metrics.
+
+    run: (id, empty dir) to run in, for the extra seeds of one experiment; else the next rNNNN.
+    """
     t0 = time.monotonic()
     program = config.load(repo / "program.md")
     data_dir = repo / "data"
@@ -157,8 +161,8 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed
 
-    run_id, run_dir = new_run_dir(repo / "runs")
-    shutil.copyfile(repo / task.train_file, run_dir / "train.py")
+    run_id, run_dir = run or new_run_dir(repo / "runs")
+    shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
     say = echo or (lambda s: print(s, flush=True))
     say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
@@ -242,24 +246,3 @@ def summary(m: dict) -> str:
     if m["outcome"] != "ok":
         lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="./run.sh", description="Run one experiment on train.py")
-    ap.add_argument("-m", "--message", default="", help="the hypothesis this experiment tests, one line")
-    ap.add_argument("--budget", type=float, help="override the training budget in seconds (humans and tests)")
-    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--unsafe-no-sandbox", action="store_true", help="run train.py unconfined if no sandbox exists")
-    args = ap.parse_args(argv)
-    repo = Path.cwd()
-    try:
-        metrics = run_experiment(repo, args.message, args.budget, args.seed, args.unsafe_no_sandbox)
-    except (config.ConfigError, DataError, SandboxUnavailable) as e:
-        print(f"run.sh: {e}", file=sys.stderr)
-        return 2
-    print(summary(metrics))
-    return 0 if metrics["outcome"] == "ok" else 3
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,10 +18,31 @@ import git
 TRACKED = ("train.py", "scratchpad.md")
 DISCARDED = "refs/autoresearch/discarded"
 TRAILER = "Autoresearch-Experiment"
+HARNESS = git.Actor("autoresearch harness", "autoresearch@harness.invalid")  # the harness commits, not a person
+IDENTITY = {"GIT_AUTHOR_NAME": HARNESS.name, "GIT_AUTHOR_EMAIL": HARNESS.email,
+            "GIT_COMMITTER_NAME": HARNESS.name, "GIT_COMMITTER_EMAIL": HARNESS.email}
+
+
+class NotAResearchRepo(RuntimeError):
+    """The directory has no git history to keep results in; the message says how to start one."""
 
 
 def open_repo(repo: Path) -> git.Repo:
     return git.Repo(repo)
+
+
+def check(repo: Path) -> None:
+    """Refuse to run where kept versions could not be committed."""
+    try:
+        r = open_repo(repo)
+        r.head.commit  # noqa: B018 - raises ValueError when there is no commit yet
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        raise NotAResearchRepo(
+            f"{repo} is not a git repository with a first commit; the harness commits every kept version. "
+            "Run: git init && git add -A && git commit -m 'start'"
+        ) from None
+    if "train.py" not in r.head.commit.tree:
+        raise NotAResearchRepo("train.py is not committed: commit it first (git add train.py && git commit)")
 
 
 def committed_for(r: git.Repo, run_id: str) -> str | None:
@@ -41,7 +62,7 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> s
     (repo / "train.py").write_bytes(candidate.read_bytes())
     r.index.add([p for p in TRACKED if (repo / p).exists()])
     message = f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n"
-    return r.index.commit(message).hexsha
+    return r.index.commit(message, author=HARNESS, committer=HARNESS).hexsha
 
 
 def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
@@ -55,7 +76,7 @@ def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
             blob = r.git.hash_object("-w", str(candidate))
             r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
             tree = r.git.write_tree(env=env)
-        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", f"{subject}\n\n{TRAILER}: {run_id}")
+        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", f"{subject}\n\n{TRAILER}: {run_id}", env=IDENTITY)
         r.git.update_ref(ref, commit)
     restore_best(repo)
     return ref

@@ -1,17 +1,62 @@
-"""`./run.sh status`: the latest runs and the best result, read from runs/<id>/metrics.json."""
+"""`./run.sh status`: the ledger's last rows, the best result and the counts, for humans.
+
+Read-only. Before the first verdict there is no runs/ledger.jsonl yet; then the runs'
+metrics.json files are listed instead, unjudged.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from eval import config
+from eval import config, ledger
+from eval.plot import PNG
 
 ROWS = 15
+DESCRIPTION_CHARS = 60
+COLUMNS = (  # header, alignment and width, cell; the description comes last, unaligned
+    ("id", "<7", lambda r: r["id"]),
+    ("status", "<8", lambda r: r.get("status") or "?"),
+    ("{metric}", ">12", lambda r: number(r.get("mean"), "{:.6f}")),
+    ("delta", ">10", lambda r: number(r.get("delta"), "{:+.6f}")),
+    ("spread", ">9", lambda r: number(r.get("spread"), "{:.6f}")),
+    ("mem_gb", ">6", lambda r: number(r.get("peak_memory_mb"), "{:.1f}", 1 / 1024)),
+)
+COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("timeout", "timed out"))
+
+
+def number(value: float | None, fmt: str, scale: float = 1.0) -> str:
+    return "-" if value is None else fmt.format(value * scale)
+
+
+def table(rows: list[dict], metric: str) -> str:
+    """Fixed-width columns, the description last and cut to fit a terminal."""
+    lines = [" ".join(f"{name.format(metric=metric):{spec}}" for name, spec, _ in COLUMNS) + "  description"]
+    for r in rows:
+        cells = " ".join(f"{cell(r):{spec}}" for _, spec, cell in COLUMNS)
+        lines.append(cells + "  " + ledger.describe(r)[:DESCRIPTION_CHARS])
+    return "\n".join(lines)
+
+
+def report(repo: Path, rows: list[dict], metric: str, direction: str, n: int) -> str:
+    counts = ", ".join(f"{sum(r.get('status') == s for r in rows)} {word}" for s, word in COUNTED)
+    top = ledger.best(rows, direction)
+    shown = "none yet" if top is None else f"{top['mean']:.6f} ({top['id']}, commit {top['commit'][:7]})"
+    png = repo / PNG
+    return "\n".join([
+        table(ledger.last(rows, n), metric),
+        "",
+        f"best {metric} ({direction}): {shown}",
+        f"{len(rows)} experiments: {counts}",
+        f"progress plot: {png}" if png.exists() else "progress plot: not drawn yet (the first verdict draws it)",
+    ])
 
 
 def load_runs(runs: Path) -> list[dict]:
+    """Before the first verdict: the runs' own metrics.json files."""
     found = []
     for path in sorted(runs.glob("r[0-9]*/metrics.json")):
         try:
@@ -28,29 +73,42 @@ def best_of(runs: list[dict], direction: str) -> dict | None:
     return (min if direction == "minimize" else max)(ok, key=lambda r: r["value"])
 
 
-def table(runs: list[dict], metric: str) -> str:
+def runs_table(runs: list[dict], metric: str) -> str:
     lines = [f"{'id':<7} {'outcome':<10} {metric:>12}  hypothesis"]
-    for r in runs[-ROWS:]:
+    for r in runs:
         value = "-" if r.get("value") is None else f"{r['value']:.6f}"
-        lines.append(f"{r['id']:<7} {r.get('outcome', '?'):<10} {value:>12}  {r.get('hypothesis', '')[:60]}")
+        hypothesis = r.get("hypothesis", "")[:DESCRIPTION_CHARS]
+        lines.append(f"{r['id']:<7} {r.get('outcome', '?'):<10} {value:>12}  {hypothesis}")
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="./run.sh status", description="The ledger's last rows and the best result")
+    ap.add_argument("-n", "--rows", type=int, default=ROWS, help=f"how many of the last experiments to show ({ROWS})")
+    args = ap.parse_args(argv)
     repo = Path.cwd()
     try:
         task = config.load(repo / "program.md").task
     except config.ConfigError as e:
         print(f"status: {e}", file=sys.stderr)
         return 2
+    if (repo / ledger.LEDGER).exists():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ledger.TornLedger)
+            rows = ledger.read(repo)
+        for w in caught:
+            print(f"status: {w.message}", file=sys.stderr)
+        if rows:
+            print(report(repo, rows, task.metric, task.direction, args.rows))
+            return 0
     runs = load_runs(repo / "runs")
     if not runs:
         print("no experiments yet: run ./run.sh")
         return 0
-    print(table(runs, task.metric))
+    print(runs_table(ledger.last(runs, args.rows), task.metric))
     best = best_of(runs, task.direction)
     shown = "none yet" if best is None else f"{best['value']:.6f} ({best['id']})"
-    print(f"\nbest {task.metric} ({task.direction}): {shown}")
+    print(f"\nbest {task.metric} ({task.direction}): {shown}  (no verdicts yet: listed from runs/*/metrics.json)")
     return 0
 
 

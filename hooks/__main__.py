@@ -6,7 +6,13 @@ import importlib
 import sys
 
 # Event name -> module with main() -> exit code. Imported on demand: each event pays only for its own imports.
-EVENTS = {"pre_tool_use": "hooks.pre_tool_use"}
+EVENTS = {
+    "pre_tool_use": "hooks.pre_tool_use",
+    "post_tool_use": "hooks.post_tool_use",
+    "stop": "hooks.stop",
+    "session_start": "hooks.session_start",
+    "session_end": "hooks.session_end",
+}
 
 
 def main(argv: list[str]) -> int:

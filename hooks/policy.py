@@ -26,7 +26,7 @@ SEALED = ("data", ".git")  # roots that hold what the agent may not read (see se
 MAX_COMMAND = 4000
 MAX_HYPOTHESIS = 300
 MAX_MATCHES = 5000  # per call: a slow hook would time out, and a timed-out hook fails open
-BASH_TIMEOUT_CAP_MS = 600_000  # the Bash tool's own maximum
+BASH_TIMEOUT_CAP_MS = 7_200_000  # = BASH_MAX_TIMEOUT_MS in .claude/settings.json (Claude Code's default is 600 s)
 INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
@@ -633,9 +633,9 @@ def valid_hypothesis(text: str) -> bool:
 
 
 def run_timeout_ms(program: Program) -> int:
-    """Training budget + grace + scoring + a minute of start-up, capped at the Bash tool's maximum."""
+    """Every seed's budget + grace + scoring, plus a minute for the verdict, capped at the Bash maximum."""
     task, limits = program.task, program.limits
-    seconds = task.budget_seconds + task.grace_seconds + limits.score_seconds + 60
+    seconds = program.verdict.seeds * (task.budget_seconds + task.grace_seconds + limits.score_seconds) + 60
     return int(min(seconds * 1000, BASH_TIMEOUT_CAP_MS))
 
 
@@ -685,6 +685,12 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
             )
         if isinstance(ctx.program, Exception):
             return deny(invalid_program(ctx.program))
+        from eval.scratchpad import unrecorded  # here: only experiment runs pay for it
+
+        missing = unrecorded(ctx.repo)
+        if missing:
+            return deny(f"first record the verdict of {missing} in scratchpad.md (Experiment log: id | verdict | "
+                        f"metric | change | lesson); ./run.sh is refused until scratchpad.md mentions {missing}")
         timeout = run_timeout_ms(ctx.program)
         updated = {k: v for k, v in tool_input.items() if k != "run_in_background"} | {"timeout": timeout}
         return allow(f"experiment run (timeout {timeout // 1000} s, foreground)", updated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from eval.prepare import prepare
 
 REPO = Path(__file__).resolve().parent.parent
-HARNESS = ("eval", "sandbox", "hooks", "program.md", "scratchpad.md", "train.py", "run.sh", "pyproject.toml")
+HARNESS = (".claude", "eval", "sandbox", "hooks", "program.md", "scratchpad.md", "train.py", "run.sh", "pyproject.toml")
 
 # Small but real: short budgets, a small scored slice, tight sandbox limits.
 TEST_FRONT_MATTER = """---
@@ -33,6 +34,8 @@ phases:
   - name: hyperparameters
     instructions: Tune.
 current_phase: hyperparameters
+verdict:
+  seeds: {seeds}
 ---
 # test program
 """
@@ -47,6 +50,7 @@ def write_program(
     grace=40,
     memory_gb=2,
     output_mb=64,
+    seeds=3,
 ) -> None:
     (repo / "program.md").write_text(TEST_FRONT_MATTER.format(**locals()))
 
@@ -73,10 +77,14 @@ def repo(tmp_path: Path, corpus: Path) -> Path:
     for name in HARNESS:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif src.exists():
             shutil.copy2(src, root / name)
     (root / ".venv").symlink_to(REPO / ".venv")
     prepare(root / "data", corpus)
     write_program(root)
+    (root / ".gitignore").write_text(".venv\nruns/\ndata/\n__pycache__/\nresults.tsv\nprogress.png\n")
+    for args in (["init", "-q", "-b", "research"], ["add", "-A"],
+                 ["-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-q", "-m", "harness"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
     return root

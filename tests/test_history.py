@@ -42,6 +42,7 @@ def test_keep_commits_train_py_and_scratchpad(research_repo):
     assert r.head.commit.tree["train.py"].data_stream.read() == b"LR = 2\n"
     assert b"r0001 keep" in r.head.commit.tree["scratchpad.md"].data_stream.read()
     assert "Autoresearch-Experiment: r0001" in r.head.commit.message
+    assert r.head.commit.author.name == "autoresearch harness"
     assert history.keep(research_repo, "r0001", src, "again", "again") == sha  # idempotent
     assert len(list(r.iter_commits())) == 2
 

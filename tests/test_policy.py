@@ -603,9 +603,33 @@ def test_experiment_gets_budget_timeout_in_foreground(repo):
     tool_input = {"command": './run.sh -m "x"', "description": "d", "run_in_background": True, "timeout": 5}
     decision = run(repo, "Bash", tool_input)
     assert decision.decision == ALLOW
-    assert decision.updated_input == {"command": './run.sh -m "x"', "description": "d", "timeout": 600_000}
+    seeds = program().verdict.seeds
+    assert decision.updated_input == {"command": './run.sh -m "x"', "description": "d",
+                                      "timeout": (seeds * (300 + 60 + 300) + 60) * 1000}
     small = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=10), cwd=str(repo))
-    assert small.updated_input == {"command": "./run.sh", "timeout": (10 + 60 + 300 + 60) * 1000}
+    assert small.updated_input == {"command": "./run.sh", "timeout": (seeds * (10 + 60 + 300) + 60) * 1000}
+    huge = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=9000), cwd=str(repo))
+    assert huge.updated_input["timeout"] == policy.BASH_TIMEOUT_CAP_MS
+
+
+def test_next_run_waits_until_the_scratchpad_records_the_verdict(tmp_path):
+    root = tmp_path / "repo"
+    (root / "runs" / "r0001").mkdir(parents=True)
+    (root / "scratchpad.md").write_text("# notes\n")
+    (root / "program.md").write_text(PROGRAM.format(phase="hyperparameters", budget=300))
+
+    def decide() -> policy.Decision:
+        return policy.decide("Bash", {"command": "./run.sh"}, root, program(), cwd=str(root))
+
+    assert decide().decision == ALLOW  # r0001 is still running: no verdict yet
+    (root / "runs" / "r0001" / "verdict.json").write_text("{}")
+    refused = decide()
+    assert refused.decision == DENY and "r0001" in refused.reason and "scratchpad.md" in refused.reason
+    (root / "scratchpad.md").write_text("# notes\nr00010 | keep\n")  # a longer id is not this one
+    assert decide().decision == DENY
+    (root / "scratchpad.md").write_text("# notes\n- r0001 | discard | 1.23 | lr 3e-3 | too high\n")
+    assert decide().decision == ALLOW
+    assert policy.decide("Bash", {"command": "./run.sh status"}, root, program(), cwd=str(root)).decision == ALLOW
 
 
 def test_status_and_reads_are_not_rewritten(repo):
@@ -757,7 +781,7 @@ def test_hook_answers_and_logs(hook_repo):
         "hookEventName": "PreToolUse",
         "permissionDecision": "allow",
         "permissionDecisionReason": out["permissionDecisionReason"],
-        "updatedInput": {"command": "./run.sh", "timeout": 600_000},
+        "updatedInput": {"command": "./run.sh", "timeout": policy.run_timeout_ms(program())},
     }
     assert (
         answer(hook(hook_repo, event(hook_repo, "Bash", {"command": "pip install x"})))["permissionDecision"]

@@ -1,0 +1,244 @@
+"""One experiment as the agent sees it: the candidate, its extra seeds, and the verdict applied.
+
+`./run.sh` runs the candidate once; when the noise rule finds it promising (or when it is the
+baseline), it runs it again with more seeds the harness chooses. Then the verdict is applied,
+in steps that are each idempotent and recorded in runs/<id>/verdict.json:
+  1. decide (eval/verdict.py) against the best so far and write the decision;
+  2. git: keep commits train.py, anything else stores it under a ref and restores the best;
+  3. append the ledger row (a no-op if the id is there);  4. redraw progress.png;
+  5. mark the verdict applied.
+A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from eval import config, history, ledger, plot, verdict
+from eval.prepare import DataError
+from eval.scratchpad import RUN_DIR
+
+VERDICT = "verdict.json"
+LOCK = ".lock"
+
+
+class Busy(RuntimeError):
+    """Another experiment holds the repository."""
+
+
+@contextmanager
+def exclusive(repo: Path):
+    """One experiment at a time per repository: a second ./run.sh is refused, not queued."""
+    (repo / "runs").mkdir(exist_ok=True)
+    with open(repo / "runs" / LOCK, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy("another experiment is running in this repository; wait for its verdict") from None
+        yield
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def seed_runs(run_dir: Path) -> list[dict]:
+    """The metrics of every seed of one experiment, the first one first."""
+    paths = [run_dir / "metrics.json"] + sorted(run_dir.glob("s*/metrics.json"), key=lambda p: int(p.parent.name[1:]))
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def best_samples(repo: Path, direction: str, exclude: str) -> tuple[dict | None, verdict.Samples | None]:
+    rows = [r for r in ledger.read(repo) if r["id"] != exclude]
+    best = ledger.best(rows, direction)
+    return best, (verdict.Samples(tuple(best["values"])) if best else None)
+
+
+def decide(repo: Path, run_id: str, program: config.Program) -> dict:
+    """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
+    task = program.task
+    runs = seed_runs(repo / "runs" / run_id)
+    best_row, best = best_samples(repo, task.direction, run_id)
+    outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
+    values = [m["value"] for m in runs if m["outcome"] == "ok"]
+    v = verdict.judge(task.direction, program.verdict, best, outcome, values)
+    first = runs[0] if runs else {}
+    reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
+    return {
+        "id": run_id,
+        "status": v.status,
+        "outcome": outcome,
+        "metric": task.metric,
+        "direction": task.direction,
+        "values": values,
+        "seeds": [m["seed"] for m in runs],
+        "mean": v.mean,
+        "spread": v.spread,
+        "delta": v.delta,
+        "threshold": v.threshold,
+        "reason": reason,
+        "rule": program.verdict.rule,
+        "best_id": best_row["id"] if best_row else None,
+        "best_mean": best_row["mean"] if best_row else None,
+        "hypothesis": first.get("hypothesis", ""),
+        "phase": program.current_phase.name,
+        "peak_memory_mb": first.get("peak_memory_mb"),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs),
+        "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
+        "applied": False,
+    }
+
+
+def commit_message(d: dict) -> tuple[str, str]:
+    value = "-" if d["mean"] is None else f"{d['mean']:.6f}"
+    subject = f"{d['id']} {d['status']}: {d['metric']} {value} | {d['hypothesis'][:60] or 'no hypothesis given'}"
+    body = "\n".join([
+        f"experiment: {d['id']}", f"metric: {d['metric']} = {value} ({d['direction']}, seeds {d['seeds']})",
+        f"delta: {fmt(d['delta'])} against {d['best_id'] or 'none (baseline)'}, threshold {fmt(d['threshold'])}",
+        f"spread: {fmt(d['spread'])}", f"phase: {d['phase']}", f"hypothesis: {d['hypothesis']}",
+        f"verdict: {d['reason']}",
+    ])
+    return subject, body
+
+
+def fmt(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.6f}"
+
+
+def apply_verdict(repo: Path, run_id: str) -> dict:
+    """Decide (once) and apply the verdict of one experiment; safe to call again at any point."""
+    run_dir = repo / "runs" / run_id
+    path = run_dir / VERDICT
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        d = None
+    if d and d.get("applied"):
+        return d
+    program = config.load(repo / "program.md")
+    if d is None:
+        d = decide(repo, run_id, program)
+        write_json(path, d)
+    subject, body = commit_message(d)
+    candidate = run_dir / "train.py"
+    if d["status"] == "keep":
+        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body), None
+    elif candidate.exists():
+        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject), history.head(repo)
+    else:  # killed before the snapshot: nothing ran, nothing to keep
+        history.restore_best(repo)
+        d["diff_ref"], d["commit"] = None, history.head(repo)
+    ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
+    plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
+    d["applied"] = True
+    write_json(path, d)
+    return d
+
+
+def pending(repo: Path) -> list[str]:
+    """Experiments whose verdict was never applied (the harness was killed), oldest first."""
+    runs = repo / "runs"
+    if not runs.is_dir():
+        return []
+    ids = sorted(p.name for p in runs.iterdir() if RUN_DIR.match(p.name))
+    out = []
+    for run_id in ids:
+        try:
+            applied = json.loads((runs / run_id / VERDICT).read_text()).get("applied")
+        except (OSError, ValueError):
+            applied = False
+        if not applied:
+            out.append(run_id)
+    return out
+
+
+def recover(repo: Path, say=print) -> None:
+    ledger.repair(repo)
+    for run_id in pending(repo):
+        say(f"[{run_id}] completing the verdict of an interrupted experiment")
+        apply_verdict(repo, run_id)
+
+
+def experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print) -> dict:
+    """Run one experiment (extra seeds where needed) and apply its verdict."""
+    from eval.experiment import new_run_dir, run_experiment, summary  # the sandbox stack: only runs need it
+
+    program = config.load(repo / "program.md")
+    task, rule = program.task, program.verdict
+    history.check(repo)
+    with exclusive(repo):
+        recover(repo, say)
+        _, best = best_samples(repo, task.direction, exclude="")
+        run_id, run_dir = new_run_dir(repo / "runs")
+        seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
+        first = run_experiment(repo, hypothesis, budget, seeds[0], unsafe, run=(run_id, run_dir))
+        say(summary(first))
+        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
+            best is None or verdict.promising(task.direction, rule, best, first["value"]))
+        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
+            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
+            (run_dir / f"s{k}").mkdir()
+            m = run_experiment(repo, hypothesis, budget, seed, unsafe, run=(f"{run_id}-s{k}", run_dir / f"s{k}"),
+                               source=run_dir / "train.py")
+            say(summary(m))
+            if m["outcome"] != "ok":
+                break
+        return apply_verdict(repo, run_id)
+
+
+def verdict_text(d: dict) -> str:
+    """The verdict as the agent reads it (PostToolUse additionalContext and the terminal)."""
+    value = "-" if d["mean"] is None else f"{d['mean']:.6f}"
+    lines = [
+        f"[{d['id']}] VERDICT: {d['status'].upper()} ({d['outcome']}) {d['metric']} {value} "
+        f"over {len(d['values'])} seed(s), {d['direction']}",
+        f"why: {d['reason']}",
+    ]
+    if d["best_id"]:
+        lines.append(f"best before: {d['best_id']} at {fmt(d['best_mean'])}; delta {fmt(d['delta'])}, "
+                     f"required {fmt(d['threshold'])}, spread {fmt(d['spread'])}")
+    if d["status"] == "keep":
+        lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
+    else:
+        lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
+                     f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
+    if d["log_tail"]:
+        lines.append("log tail:\n" + "\n".join(d["log_tail"].splitlines()[-12:]))
+    lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "
+                 f"the next ./run.sh is refused until scratchpad.md mentions {d['id']}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sandbox.job import SandboxUnavailable
+
+    ap = argparse.ArgumentParser(prog="./run.sh", description="Run one experiment on train.py and judge it")
+    ap.add_argument("-m", "--message", default="", help="the hypothesis this experiment tests, one line")
+    ap.add_argument("--budget", type=float, help="override the training budget in seconds (humans and tests)")
+    ap.add_argument("--unsafe-no-sandbox", action="store_true", help="run train.py unconfined if no sandbox exists")
+    args = ap.parse_args(argv)
+    try:
+        d = experiment(Path.cwd(), args.message, args.budget, args.unsafe_no_sandbox)
+    except (config.ConfigError, DataError, SandboxUnavailable, Busy, history.NotAResearchRepo) as e:
+        print(f"run.sh: {e}", file=sys.stderr)
+        return 2
+    print(verdict_text(d))
+    return 0 if d["outcome"] == "ok" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The verdict engine: keep, discard, crash or timeout, decided from measured values alone.
+
+Why: Karpathy's loop keeps any lower number from a single run, and once kept a change of
+the random seed: noise taken for progress. Here a candidate must beat the current best by
+more than the seed-to-seed spread the harness measured. Pure code (no I/O, stdlib only):
+the PostToolUse hook calls it, the tests and benchmarks/bench_verdict.py check it.
+
+The rule, exactly. s = -1 to minimize, +1 to maximize; best = the current best's values
+(one per seed); values = the candidate's values (one per seed, the harness's seeds).
+  outcome crash | nan | oom          -> crash      (the outcome is named in the reason)
+  outcome timeout                    -> timeout
+  outcome ok, no value or NaN/inf    -> crash
+  no best yet (the baseline)         -> keep
+  delta = s * (mean(values) - mean(best))                        positive = better
+  greedy: keep iff delta > 0.                                    threshold 0, ties discard
+  noise:  spread = pooled sample standard deviation of best and values, counting only groups
+                   of two or more, so one candidate run is judged by the best's spread:
+                   sqrt(sum (n_i - 1) var_i / sum (n_i - 1)), then max(spread, min_spread);
+                   unknown (no group of two) -> min_spread
+          threshold = k * spread * sqrt(1/n_best + 1/n_values)   k standard errors of the
+                   difference of the two means
+          keep iff delta > threshold.                            ties discard
+Pooled (Student) rather than Welch: with three seeds a side, each side's own variance is
+too noisy to stand alone, and the seed noise of two nearby train.py versions is alike.
+
+Extra seeds go only to promising candidates. A first run is promising (noise rule, seeds > 1)
+iff its delta exceeds PROMISING_FRACTION of the threshold it would face after all `seeds`
+runs against the best's spread. Simulated with normal noise (k=2, 3 seeds a side): at 1/2,
+an A/A candidate costs 1.55 runs instead of 2.0 at "beats the mean at all", the false-keep
+rate drops from 5.8% to 5.6%, and the power at a true gain of 2.7 spreads (90% power)
+drops by one point; at 3/4 the power drops by four. Below the fraction the candidate could
+not have been kept on that one run anyway: its threshold with one run is larger still.
+
+Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
+and no fixed seed exists that a change could be tuned to (shifting the random stream is
+a change of seed in disguise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eval.config import VerdictRule
+
+SIGN = {"minimize": -1.0, "maximize": 1.0}
+RULES = ("noise", "greedy")
+FAILED = {  # outcome -> (status, what happened)
+    "crash": ("crash", "the run failed"),
+    "nan": ("crash", "the metric is NaN or inf"),
+    "oom": ("crash", "out of memory"),
+    "timeout": ("timeout", "killed at the time limit"),
+}
+PROMISING_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The measured values of one train.py version, one per seed."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        values = tuple(float(v) for v in self.values)
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"Samples needs one or more finite values, got {self.values!r}")
+        object.__setattr__(self, "values", values)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def spread(self) -> float | None:
+        """Sample standard deviation; None with one value (unknown, not zero)."""
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # keep | discard | crash | timeout
+    reason: str  # one line, with the numbers
+    mean: float | None = None  # the candidate's mean
+    delta: float | None = None  # improvement over the best's mean, positive = better
+    spread: float | None = None  # the standard deviation the threshold was built from
+    threshold: float | None = None  # the margin delta had to exceed
+
+
+def harness_seeds(base_seed: int, n: int, salt: str) -> list[int]:
+    """n distinct seeds in [0, 2**31): sha256 of (base_seed, salt, i), for i = 0, 1, ...
+
+    The harness passes task.seed and the experiment id it allocated, so every experiment,
+    the baseline included, gets fresh seeds that neither the agent nor a rerun can pick.
+    """
+    seeds: list[int] = []
+    i = 0
+    while len(seeds) < n:
+        seed = int.from_bytes(hashlib.sha256(f"{base_seed}/{salt}/{i}".encode()).digest()[:4], "big") >> 1
+        if seed not in seeds:
+            seeds.append(seed)
+        i += 1
+    return seeds
+
+
+def pooled_spread(groups: Sequence[Sequence[float]]) -> float | None:
+    """Pooled sample standard deviation over the groups of two or more; None if there is none."""
+    groups = [g for g in groups if len(g) > 1]
+    dof = sum(len(g) - 1 for g in groups)
+    return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / dof) if dof else None
+
+
+def noise_margin(rule: VerdictRule, spread: float | None, n_best: int, n_values: int) -> tuple[float, float]:
+    """(spread after the min_spread floor, threshold = k standard errors of the difference of means)."""
+    spread = max(spread or 0.0, rule.min_spread)
+    return spread, rule.k * spread * math.sqrt(1 / n_best + 1 / n_values)
+
+
+def margin(rule: VerdictRule, best: Samples, values: Sequence[float]) -> tuple[float | None, float]:
+    """(spread, threshold) under the configured rule; greedy still reports the spread it ignores."""
+    spread = pooled_spread([best.values, values])
+    return (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.n, len(values))
+
+
+def sign(direction: str, rule: VerdictRule) -> float:
+    """+1 or -1, the good direction; a ValueError for a direction or rule not known here (the hook fails closed)."""
+    if direction not in SIGN or rule.rule not in RULES:
+        raise ValueError(f"unknown direction {direction!r} or rule {rule.rule!r}: expected {tuple(SIGN)}, {RULES}")
+    return SIGN[direction]
+
+
+def promising(direction: str, rule: VerdictRule, best: Samples | None, first: float) -> bool:
+    """Whether a candidate's first value earns rule.seeds - 1 more runs (see the module docstring)."""
+    s = sign(direction, rule)
+    if rule.rule != "noise" or rule.seeds < 2 or not math.isfinite(first):
+        return False
+    if best is None:
+        return True  # the baseline: its spread is the yardstick for every candidate after it
+    _, threshold = noise_margin(rule, best.spread, best.n, rule.seeds)
+    return s * (first - best.mean) > PROMISING_FRACTION * threshold
+
+
+def num(x: float) -> str:
+    return f"{x:.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str, values: Sequence[float]) -> Verdict:
+    """The verdict on a candidate with this outcome and these values (one per seed) against the best."""
+    s = sign(direction, rule)
+    if outcome in FAILED:
+        status, what = FAILED[outcome]
+        return Verdict(status, f"{status}: {what} (outcome {outcome})")
+    if outcome != "ok":
+        raise ValueError(f"unknown outcome {outcome!r}: expected ok, {', '.join(FAILED)}")
+    if not values or not all(math.isfinite(v) for v in values):
+        return Verdict("crash", f"crash: the metric is not finite ({list(values)}) though the run ended ok")
+    mean = statistics.fmean(values)
+    n = len(values)
+    if best is None:
+        spread = pooled_spread([values])
+        measured = f"spread {num(spread)} over {n} seeds" if spread is not None else "1 seed, spread unknown"
+        return Verdict("keep", f"kept as the baseline: {num(mean)} ({measured})", mean, None, spread, None)
+    delta = s * (mean - best.mean) + 0.0  # + 0.0: a tie is 0.0, not -0.0
+    spread, threshold = margin(rule, best, values)
+    keep = delta > threshold
+    relation = (f"beats {num(best.mean)} by {num(delta)}" if delta > 0 else
+                f"trails {num(best.mean)} by {num(-delta)}" if delta < 0 else f"ties {num(best.mean)}")
+    seeds = f"{best.n}+{n} seeds"
+    spread_text = f"spread {num(spread)} over {seeds}" if spread is not None else f"spread unknown over {seeds}"
+    if rule.rule == "greedy":
+        why = f" (greedy: any improvement counts; {spread_text})"
+    else:
+        required = f"the required {num(threshold)}"
+        floored = ", the min_spread floor" if rule.min_spread > 0 and spread == rule.min_spread else ""
+        why = ((f", beyond {required}" if keep else f", not beyond {required}") if delta > 0 else
+               f"; {required} improvement was not reached")
+        why += f" (k={rule.k:g} x standard error, {spread_text}{floored})"
+    status, word = ("keep", "kept") if keep else ("discard", "discarded")
+    return Verdict(status, f"{word}: {num(mean)} {relation}{why}", mean, delta, spread, threshold)

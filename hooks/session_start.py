@@ -1,0 +1,79 @@
+"""SessionStart: put the state of the research back into the model's context.
+
+It runs at startup, on resume, after /clear and after a context compaction, which is
+when the agent has forgotten what it was doing: the phase and its instructions, the
+metric, the best result, the latest experiments and the open ideas come back here.
+It never fails: on an error the context says what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hooks.stop import CONTINUE, best_text, budget_text, hours_since_start, open_hypotheses, show
+
+REPO = Path(__file__).resolve().parent.parent
+RECENT = 5
+LOOP = (
+    "The loop: one hypothesis, edit train.py, ./run.sh -m '<hypothesis>', read the verdict, record it "
+    "(id, verdict, lesson) in scratchpad.md, repeat. Never stop on your own."
+)
+
+
+def recent_rows(rows: list[dict]) -> list[str]:
+    from eval import ledger
+
+    return [
+        f"  {r['id']}  {r['status']:<7}  {show(r.get('mean')):>10}  {(r.get('hypothesis') or '')[:100]}"
+        for r in ledger.last(rows, RECENT)
+    ]
+
+
+def context(repo: Path, source: str) -> str:
+    from eval import config, ledger
+
+    lines = [f"autoresearch state (SessionStart: {source}), read from program.md, runs/ledger.jsonl, scratchpad.md."]
+    rows = ledger.read(repo)
+    try:
+        program = config.load(repo / "program.md")
+    except config.ConfigError as e:
+        program = None
+        lines.append(f"program.md is INVALID, so runs are refused until a human fixes it: {e}")
+    if program is not None:
+        task, phase = program.task, program.current_phase
+        lines += [
+            f"Phase: {phase.name}. {phase.instructions}",
+            f"Metric: {task.metric} ({task.direction}).",
+            f"Budget: {budget_text(rows, program.budget, hours_since_start(rows, datetime.now(UTC)))}.",
+        ]
+        if rows:
+            lines.append(f"Best: {best_text(rows, task.metric, task.direction)}.")
+    if rows:
+        lines += [f"Last {min(RECENT, len(rows))} experiments (id, status, value, hypothesis):", *recent_rows(rows)]
+    else:
+        lines.append("No experiments yet: run the baseline first: ./run.sh -m 'baseline'")
+    ideas = open_hypotheses(repo)
+    if ideas:
+        lines += ["Open hypotheses (scratchpad.md):", *(f"- {idea}" for idea in ideas)]
+    else:
+        lines.append("No open hypotheses in scratchpad.md yet: write some under '## Hypotheses'.")
+    lines.append(LOOP)
+    return "\n".join(lines)
+
+
+def respond(raw: str, repo: Path) -> dict:
+    try:
+        event = json.loads(raw or "{}")
+        text = context(repo, event.get("source", "startup") if isinstance(event, dict) else "startup")
+    except Exception as e:
+        text = f"autoresearch: the SessionStart hook could not read the research state ({type(e).__name__}: {e}).\n"
+        text += f"Read scratchpad.md and run ./run.sh status to see where the research stands. {CONTINUE}"
+    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+
+
+def main() -> int:
+    print(json.dumps(respond(sys.stdin.read(), REPO)))
+    return 0

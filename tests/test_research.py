@@ -1,0 +1,132 @@
+"""One experiment's verdict applied end to end: decision, git, ledger, plot, recovery after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+from eval import ledger, research
+from tests.conftest import REPO
+
+CASES = {  # id -> (train.py text, outcome, value); minimize
+    "r0001": ("LR = 1\n", "ok", [2.00, 2.01, 1.99]),
+    "r0002": ("LR = 2\n", "ok", [1.50, 1.51, 1.49]),
+    "r0003": ("LR = 3\n", "ok", [1.52]),
+    "r0004": ("LR = oops\n", "crash", [None]),
+}
+
+
+def fake_run(repo: Path, run_id: str) -> None:
+    """The files ./run.sh leaves for one experiment, with its seeds' metrics written by hand."""
+    text, outcome, values = CASES[run_id]
+    run_dir = repo / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.py").write_text(text)
+    (repo / "train.py").write_text(text)
+    for k, value in enumerate(values, start=1):
+        d = run_dir if k == 1 else run_dir / f"s{k}"
+        d.mkdir(exist_ok=True)
+        metrics = {"id": run_id, "outcome": outcome, "value": value, "seed": 100 + k, "hypothesis": f"set {text}",
+                   "peak_memory_mb": 300.0, "total_seconds": 10.0,
+                   "log_tail": "Traceback: boom" if value is None else ""}
+        (d / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def research_repo(repo: Path) -> Path:
+    with git.Repo(repo).config_writer() as c:
+        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
+    return repo
+
+
+def test_baseline_keep_discard_crash(research_repo):
+    repo = research_repo
+    verdicts = {}
+    for run_id in CASES:
+        fake_run(repo, run_id)
+        verdicts[run_id] = research.apply_verdict(repo, run_id)
+    assert [verdicts[i]["status"] for i in CASES] == ["keep", "keep", "discard", "crash"]
+    r = git.Repo(repo)
+    assert (repo / "train.py").read_text() == "LR = 2\n"  # the best, restored after the discard and the crash
+    assert r.head.commit.hexsha == verdicts["r0002"]["commit"]
+    assert "LR = 3" in r.git.show("refs/autoresearch/discarded/r0003:train.py")
+    assert "LR = oops" in r.git.show("refs/autoresearch/discarded/r0004:train.py")
+    rows = ledger.read(repo)
+    assert [row["id"] for row in rows] == list(CASES)
+    assert ledger.best(rows, "minimize")["id"] == "r0002"
+    tsv = (repo / "results.tsv").read_text().splitlines()
+    assert tsv[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    assert [line.split("\t")[3] for line in tsv[1:]] == ["keep", "keep", "discard", "crash"]
+    assert (repo / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = research.verdict_text(verdicts["r0003"])
+    assert "DISCARD" in text and "refs/autoresearch/discarded/r0003" in text and "scratchpad.md" in text
+    assert research.pending(repo) == []
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+from eval import history, ledger, plot, research
+step = sys.argv[2]
+def die(real):
+    def wrapped(*args, **kwargs):
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return wrapped
+targets = {"decide": (research, "write_json"), "git": (history, "keep"), "git-discard": (history, "discard"),
+           "ledger": (ledger, "append"), "plot": (plot, "draw")}
+module, name = targets[step]
+setattr(module, name, die(getattr(module, name)))
+research.apply_verdict(Path(sys.argv[1]), sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("step, run_id", [("decide", "r0001"), ("git", "r0001"), ("ledger", "r0001"),
+                                          ("plot", "r0001"), ("git-discard", "r0003")])
+def test_kill_9_at_each_step_is_completed_by_the_next_run(research_repo, step, run_id):
+    repo = research_repo
+    if run_id == "r0003":
+        for earlier in ("r0001", "r0002"):
+            fake_run(repo, earlier)
+            research.apply_verdict(repo, earlier)
+    fake_run(repo, run_id)
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(repo), step, run_id], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert research.pending(repo) == [run_id]
+    research.recover(repo, say=lambda s: None)  # what the next ./run.sh does first
+    assert research.pending(repo) == []
+    rows = ledger.read(repo)
+    assert [row["id"] for row in rows].count(run_id) == 1
+    r = git.Repo(repo)
+    assert sum(f"Autoresearch-Experiment: {run_id}" in c.message for c in r.iter_commits()) == (run_id == "r0001")
+    assert not r.is_dirty(path="train.py")
+    best = ledger.best(rows, "minimize")
+    assert (repo / "train.py").read_text() == CASES[best["id"]][0]
+
+
+def test_a_run_killed_before_its_metrics_is_recorded_as_a_crash(research_repo):
+    repo = research_repo
+    fake_run(repo, "r0001")
+    research.apply_verdict(repo, "r0001")
+    run_dir = repo / "runs" / "r0002"
+    run_dir.mkdir()
+    (run_dir / "train.py").write_text("LR = half-done\n")
+    (repo / "train.py").write_text("LR = half-done\n")
+    research.recover(repo, say=lambda s: None)
+    row = ledger.read(repo)[-1]
+    assert (row["id"], row["status"]) == ("r0002", "crash")
+    assert "half-done" in git.Repo(repo).git.show("refs/autoresearch/discarded/r0002:train.py")
+    assert (repo / "train.py").read_text() == "LR = 1\n"
+
+
+def test_a_second_run_at_once_is_refused(research_repo):
+    with research.exclusive(research_repo), pytest.raises(research.Busy), research.exclusive(research_repo):
+        pass

@@ -1,0 +1,186 @@
+"""The verdict engine (eval/verdict.py): pure decisions, so tables of cases and their expected verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from eval.config import VerdictRule
+from eval.verdict import PROMISING_FRACTION, Samples, harness_seeds, judge, promising
+
+NOISE = VerdictRule("noise", k=2.0, seeds=3, min_spread=0.0)
+GREEDY = VerdictRule("greedy", k=2.0, seeds=3, min_spread=0.0)
+NAN, INF = float("nan"), float("inf")
+
+# The best: mean 1.0, sample std 0.01 (three seeds). Standard error of the difference of means
+# against 3 candidate seeds with the same spread: 0.01 * sqrt(2/3) = 0.00816; k=2 -> 0.0163.
+BEST = Samples((0.99, 1.00, 1.01))
+SPREAD3 = (-0.01, 0.0, 0.01)  # candidate offsets with the same sample std 0.01
+
+
+def mirrored(direction: str, values: list[float]) -> tuple[Samples, list[float]]:
+    """The same case in the other direction: maximizing -x is minimizing x."""
+    if direction == "minimize":
+        return BEST, values
+    return Samples(tuple(-v for v in BEST.values)), [-v for v in values]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.parametrize("rule, values, status", [
+    # greedy: any improvement of the mean, one run; ties and worse discard
+    (GREEDY, [0.9999], "keep"),
+    (GREEDY, [0.99], "keep"),
+    (GREEDY, [1.0], "discard"),
+    (GREEDY, [1.0001], "discard"),
+    # noise, three candidate seeds: an improvement inside the spread is rejected, one beyond it kept
+    (NOISE, [1.0 - 0.01 + o for o in SPREAD3], "discard"),  # 0.010 < 0.0163
+    (NOISE, [1.0 - 0.016 + o for o in SPREAD3], "discard"),  # just inside
+    (NOISE, [1.0 - 0.017 + o for o in SPREAD3], "keep"),  # just beyond
+    (NOISE, [1.0 - 0.05 + o for o in SPREAD3], "keep"),
+    (NOISE, [1.0 + o for o in SPREAD3], "discard"),  # a tie
+    (NOISE, [1.02 + o for o in SPREAD3], "discard"),  # worse
+    # noise, one candidate run (not promising): judged by the best's spread, 0.01 * sqrt(4/3) * 2 = 0.0231
+    (NOISE, [0.98], "discard"),
+    (NOISE, [0.97], "keep"),
+])
+def test_keep_or_discard(direction, rule, values, status):
+    expected_delta = 1.0 - sum(values) / len(values)  # positive = better, in either direction
+    best, values = mirrored(direction, values)
+    v = judge(direction, rule, best, "ok", values)
+    assert v.status == status, v.reason
+    assert v.reason.startswith("kept: " if status == "keep" else "discarded: ")
+    assert v.delta == pytest.approx(expected_delta, abs=1e-12)
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_numbers_in_the_verdict(direction):
+    best, values = mirrored(direction, [0.95, 0.96, 0.97])
+    v = judge(direction, NOISE, best, "ok", values)
+    assert v.status == "keep"
+    assert v.delta == pytest.approx(0.04)
+    assert v.spread == pytest.approx(0.01)
+    assert v.threshold == pytest.approx(2 * 0.01 * math.sqrt(2 / 3))
+    assert abs(v.mean) == pytest.approx(0.96)
+    assert "by 0.0400, beyond the required 0.0163" in v.reason and "spread 0.0100 over 3+3 seeds" in v.reason
+
+
+def test_pooled_spread_uses_both_sides():
+    """A noisy candidate widens the margin: pooled std of (0.01, 0.03) over 2+2 dof = sqrt(0.0005)."""
+    v = judge("minimize", NOISE, BEST, "ok", [0.95, 0.98, 1.01])
+    assert v.spread == pytest.approx(math.sqrt((0.01**2 + 0.03**2) / 2))
+    assert v.status == "discard"  # 0.02 better, but the required margin is 0.0258
+
+
+@pytest.mark.parametrize("min_spread, status", [(0.0, "keep"), (0.05, "discard")])
+def test_min_spread_floors_the_spread(min_spread, status):
+    rule = VerdictRule("noise", k=2.0, seeds=3, min_spread=min_spread)
+    v = judge("minimize", rule, BEST, "ok", [0.95, 0.96, 0.97])
+    assert v.status == status
+    assert v.spread == pytest.approx(max(0.01, min_spread))
+
+
+def test_unknown_spread_without_a_floor_is_greedy():
+    """One seed a side (seeds: 1) and no floor: nothing is known of the noise, any gain counts."""
+    best = Samples((1.0,))
+    assert judge("minimize", NOISE, best, "ok", [0.999]).status == "keep"
+    assert judge("minimize", NOISE, best, "ok", [1.0]).status == "discard"
+    floored = VerdictRule("noise", k=2.0, seeds=1, min_spread=0.01)
+    assert judge("minimize", floored, best, "ok", [0.99]).status == "discard"  # 0.01 < 2 * 0.01 * sqrt(2)
+
+
+@pytest.mark.parametrize("rule", [NOISE, GREEDY])
+@pytest.mark.parametrize("outcome, values, status, named", [
+    ("crash", [], "crash", "outcome crash"),
+    ("oom", [], "crash", "outcome oom"),
+    ("nan", [], "crash", "outcome nan"),
+    ("timeout", [], "timeout", "outcome timeout"),
+    ("crash", [0.5], "crash", "outcome crash"),  # a failed seed fails the candidate, good values or not
+    ("ok", [NAN], "crash", "not finite"),
+    ("ok", [INF], "crash", "not finite"),
+    ("ok", [-INF], "crash", "not finite"),
+    ("ok", [0.9, NAN, 0.9], "crash", "not finite"),
+    ("ok", [], "crash", "not finite"),
+])
+@pytest.mark.parametrize("best", [BEST, None])
+def test_failures(rule, outcome, values, status, named, best):
+    v = judge("minimize", rule, best, outcome, values)
+    assert (v.status, v.mean, v.delta, v.threshold) == (status, None, None, None)
+    assert named in v.reason and v.reason.startswith(f"{status}: ")
+
+
+@pytest.mark.parametrize("rule", [NOISE, GREEDY])
+@pytest.mark.parametrize("values, spread", [([1.7], None), ([1.0, 1.2], math.sqrt(0.02))])
+def test_baseline_is_kept(rule, values, spread):
+    v = judge("maximize", rule, None, "ok", values)
+    assert (v.status, v.delta, v.threshold) == ("keep", None, None)
+    assert v.spread == (None if spread is None else pytest.approx(spread))
+    assert v.reason.startswith("kept as the baseline")
+
+
+@pytest.mark.parametrize("bad", [("sideways", NOISE), ("minimize", VerdictRule("bayes", 2.0, 3, 0.0))])
+def test_unknown_direction_or_rule_fails_closed(bad):
+    direction, rule = bad
+    with pytest.raises(ValueError):
+        judge(direction, rule, BEST, "ok", [0.5])
+    with pytest.raises(ValueError):
+        promising(direction, rule, BEST, 0.5)
+    with pytest.raises(ValueError):
+        judge("minimize", NOISE, BEST, "exploded", [0.5])
+
+
+def test_samples():
+    s = Samples([1.0, 2.0, 3.0])
+    assert (s.values, s.n, s.mean, s.spread) == ((1.0, 2.0, 3.0), 3, 2.0, 1.0)
+    assert Samples((4.0,)).spread is None
+    for bad in [(), (NAN,), (1.0, INF)]:
+        with pytest.raises(ValueError):
+            Samples(bad)
+
+
+# Noise rule, best spread 0.01, 3+3 seeds: threshold 0.0163, promising beyond half of it: 0.00816.
+HALF = PROMISING_FRACTION * 2 * 0.01 * math.sqrt(2 / 3)
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.parametrize("rule, best, first, expected", [
+    (NOISE, BEST, 1.0 - HALF - 1e-4, True),
+    (NOISE, BEST, 1.0 - HALF + 1e-4, False),
+    (NOISE, BEST, 1.0, False),
+    (NOISE, BEST, 1.1, False),
+    (NOISE, BEST, NAN, False),
+    (NOISE, None, 1.0, True),  # the baseline: its spread is measured
+    (GREEDY, BEST, 0.5, False),  # greedy never runs more seeds
+    (GREEDY, None, 0.5, False),
+    (VerdictRule("noise", 2.0, 1, 0.0), BEST, 0.5, False),  # seeds: 1 has no extra seeds to give
+])
+def test_promising(direction, rule, best, first, expected):
+    best, (first,) = mirrored(direction, [first]) if best is not None else (None, [first])
+    assert promising(direction, rule, best, first) is expected
+
+
+def test_not_promising_could_not_have_been_kept():
+    """Below the promising line the one run is discarded anyway: no candidate is lost by not rerunning it."""
+    for i in range(200):
+        first = 1.0 - 0.05 * i / 200
+        if not promising("minimize", NOISE, BEST, first):
+            assert judge("minimize", NOISE, BEST, "ok", [first]).status == "discard"
+
+
+def test_harness_seeds():
+    seeds = harness_seeds(1337, 5, "r0007")
+    assert seeds == harness_seeds(1337, 5, "r0007")  # deterministic: a replay gets the same seeds
+    assert len(set(seeds)) == 5 and all(0 <= s < 2**31 for s in seeds)
+    assert harness_seeds(1337, 3, "r0007") == seeds[:3]  # more seeds extend, never reshuffle
+    assert not set(seeds) & set(harness_seeds(1337, 5, "r0008"))  # each experiment its own
+    assert not set(seeds) & set(harness_seeds(1338, 5, "r0007"))  # and each base seed
+    assert harness_seeds(1337, 0, "r0007") == []
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.parametrize("rule", [NOISE, GREEDY])
+def test_exact_ties_discard(direction, rule):
+    """Zero spread and no floor make the margin zero: a tie must still not count as progress."""
+    v = judge(direction, rule, Samples((2.5, 2.5, 2.5)), "ok", [2.5, 2.5, 2.5][: 3 if rule is NOISE else 1])
+    assert (v.status, v.delta, v.threshold) == ("discard", 0.0, 0.0)
+    assert "ties 2.5000" in v.reason
