@@ -41,7 +41,7 @@ FIELDS: tuple[tuple[str, tuple[type, ...], bool, str], ...] = (
     ("seeds", LIST + NONE, False, "the seeds the candidate ran with, one per run"),
     ("values", LIST + NONE, False, "the metric of each seed's run, null for a run without a value"),
     ("spread", NUM + NONE, False, "seed-to-seed standard deviation of the best: the noise a keep must beat"),
-    ("delta", NUM + NONE, False, "mean minus the best's mean, in metric units (the direction says which sign wins)"),
+    ("delta", NUM + NONE, False, "improvement of the mean over the best's mean, in metric units: positive = better"),
     ("threshold", NUM + NONE, False, "the improvement a keep had to clear (e.g. k standard errors; 0 for greedy)"),
     ("best_id", STR + NONE, False, "id of the best the candidate was judged against; null for the first run"),
     ("hypothesis", STR, True, "the agent's one-line hypothesis (./run.sh -m)"),
