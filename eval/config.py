@@ -24,7 +24,7 @@ TASK_DEFAULTS = {
     "seq_len": 256,
     "options": {},
 }
-VERDICT_DEFAULTS = {"rule": "noise", "k": 2.0, "seeds": 3, "min_spread": 0.0}
+VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
 
