@@ -685,8 +685,13 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
             )
         if isinstance(ctx.program, Exception):
             return deny(invalid_program(ctx.program))
-        from eval.scratchpad import unrecorded  # here: only experiment runs pay for it
+        from eval.ledger import phase_spent, read  # here: only experiment runs pay for these
+        from eval.scratchpad import unrecorded
 
+        phase = ctx.program.current_phase
+        if phase_spent(read(ctx.repo), phase):
+            return deny(f"phase {phase.name} has used its {phase.max_experiments} experiments (max_experiments in "
+                        "program.md); the human moves current_phase on. Write up what you learned in scratchpad.md")
         missing = unrecorded(ctx.repo)
         if missing:
             return deny(f"first record the verdict of {missing} in scratchpad.md (Experiment log: id | verdict | "

@@ -104,7 +104,8 @@ def reason_to_go_on(repo: Path, now: datetime) -> str | None:
     rows = ledger.read(repo)
     budget, task = program.budget, program.task
     hours = hours_since_start(rows, now)
-    if len(rows) >= budget.experiments or (hours is not None and hours >= budget.hours):
+    spent = len(rows) >= budget.experiments or (hours is not None and hours >= budget.hours)
+    if spent or ledger.phase_spent(rows, program.current_phase):  # no run is allowed: waiting would hang
         return None
     return "\n".join(
         [

@@ -632,6 +632,27 @@ def test_next_run_waits_until_the_scratchpad_records_the_verdict(tmp_path):
     assert policy.decide("Bash", {"command": "./run.sh status"}, root, program(), cwd=str(root)).decision == ALLOW
 
 
+def test_a_phase_with_its_experiments_spent_refuses_more_runs(tmp_path):
+    root = tmp_path / "repo"
+    (root / "runs").mkdir(parents=True)
+    capped = config.parse(PROGRAM.format(phase="architecture", budget=300).replace(
+        "    instructions: Change the model.", "    instructions: Change the model.\n    max_experiments: 2"))
+    row = {"status": "discard", "outcome": "ok", "metric": "val_bpb", "direction": "minimize", "mean": 1.0,
+           "hypothesis": "h", "commit": "c" * 40}
+    phases = ["hyperparameters", "architecture"]
+    rows = [{**row, "id": f"r{i:04d}", "phase": p} for i, p in enumerate(phases, start=1)]
+    (root / "runs" / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def decide() -> policy.Decision:
+        return policy.decide("Bash", {"command": "./run.sh"}, root, capped, cwd=str(root))
+
+    assert decide().decision == ALLOW  # one architecture experiment of two
+    rows.append({**row, "id": "r0003", "phase": "architecture"})
+    (root / "runs" / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    refused = decide()
+    assert refused.decision == DENY and "architecture has used its 2 experiments" in refused.reason
+
+
 def test_status_and_reads_are_not_rewritten(repo):
     assert run(repo, "Bash", {"command": "./run.sh status"}).updated_input is None
     assert run(repo, "Bash", {"command": "ls"}).updated_input is None

@@ -159,6 +159,21 @@ def test_spent_experiment_budget_releases(harness: Path) -> None:
     assert "1 left" in blocked(hook(harness, "stop"))
 
 
+def set_phase_cap(repo: Path, cap: int) -> None:
+    path = repo / "program.md"
+    raw, body = split_front_matter(path.read_text(), "program.md")
+    data = yaml.safe_load(raw)
+    data["phases"][0]["max_experiments"] = cap  # hyperparameters, the current phase
+    path.write_text(f"---\n{yaml.safe_dump(data, sort_keys=False)}---\n{body}")
+
+
+def test_a_spent_phase_releases(harness: Path) -> None:
+    set_phase_cap(harness, len(ROWS) + 1)
+    assert blocked(hook(harness, "stop"))
+    set_phase_cap(harness, len(ROWS))  # no run is allowed any more: waiting for the human must not hang
+    assert released(hook(harness, "stop"))
+
+
 def test_spent_hours_release(harness: Path) -> None:
     set_budget(harness, hours=1)
     write_ledger(harness, started=datetime.now(UTC) - timedelta(hours=2))
