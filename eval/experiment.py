@@ -63,7 +63,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         out_dir=run_dir / "out",
         workdir="/out",
         gpu=has_gpu(),
-        owner=str(run_dir),
+        owner=str(run_dir.resolve()),
     )
 
 
@@ -82,7 +82,7 @@ def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness:
         limits=program.limits,
         workdir="/tmp",
         gpu=has_gpu(),
-        owner=str(run_dir),
+        owner=str(run_dir.resolve()),
     )
 
 

@@ -167,6 +167,11 @@ def pending(repo: Path) -> list[str]:
 
 
 def recover(repo: Path, say=print) -> None:
+    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts."""
+    from sandbox.docker_backend import remove_leftovers  # the docker SDK: only runs need it
+
+    for name in remove_leftovers(str((repo / "runs").resolve()) + "/"):
+        say(f"removed the container {name} left running by an interrupted experiment")
     ledger.repair(repo)
     for run_id in pending(repo):
         say(f"[{run_id}] completing the verdict of an interrupted experiment")

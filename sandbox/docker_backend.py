@@ -37,6 +37,26 @@ def connect(timeout: float = 5.0) -> docker.DockerClient:
     return client
 
 
+def remove_leftovers(owner_prefix: str) -> list[str]:
+    """Remove the containers a killed harness left running for runs under owner_prefix; their names.
+
+    The wall-clock kill lives in the harness process: if it dies (kill -9, a Bash timeout),
+    its container would sleep forever. The caller holds the repository's lock, so every
+    container of this repository found here is a leftover.
+    """
+    try:
+        client = connect()
+    except SandboxUnavailable:
+        return []
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        if container.labels.get(LABEL, "").startswith(owner_prefix):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+                removed.append(container.name)
+    return removed
+
+
 def has_nvidia_runtime(client: docker.DockerClient) -> bool:
     return "nvidia" in (client.info().get("Runtimes") or {})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,3 +131,30 @@ def test_a_run_killed_before_its_metrics_is_recorded_as_a_crash(research_repo):
 def test_a_second_run_at_once_is_refused(research_repo):
     with research.exclusive(research_repo), pytest.raises(research.Busy), research.exclusive(research_repo):
         pass
+
+
+def test_recover_removes_containers_a_killed_harness_left_running(research_repo, tmp_path):
+    import docker
+
+    from sandbox.docker_backend import LABEL, connect
+    from sandbox.image import ensure_image
+
+    client = connect()
+    image = ensure_image(client)
+
+    def sleeper(owner: str):
+        return client.containers.run(image, ["/usr/bin/sleep", "300"], detach=True, labels={LABEL: owner},
+                                     volumes={"/usr": {"bind": "/usr", "mode": "ro"}}, network_mode="none")
+
+    ours = sleeper(str((research_repo / "runs" / "r0042").resolve()))
+    other = sleeper(str(tmp_path / "another-repo" / "runs" / "r0001"))
+    try:
+        research.recover(research_repo, say=lambda s: None)
+        with pytest.raises(docker.errors.NotFound):
+            ours.reload()
+        other.reload()
+        assert other.status == "running"  # another repository's run is not ours to touch
+    finally:
+        for c in (ours, other):
+            with contextlib.suppress(docker.errors.APIError):
+                c.remove(force=True)
