@@ -31,8 +31,7 @@ def is_experiment(command: object) -> bool:
 def report(repo: Path, response: dict) -> str:
     from eval import research
 
-    stdout = str(response.get("stdout", ""))
-    said = VERDICT_LINE.findall(stdout)
+    said = VERDICT_LINE.findall(str(response.get("stdout", "")))
     waiting = research.pending(repo)
     run_id = said[-1] if said else (waiting[-1] if waiting else None)
     if run_id is None:
@@ -40,6 +39,7 @@ def report(repo: Path, response: dict) -> str:
         return f"No verdict: ./run.sh did not complete an experiment.\n{stderr}".strip()
     try:
         with research.exclusive(repo):
+            research.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
             return research.verdict_text(research.apply_verdict(repo, run_id))
     except research.Busy as e:
         return f"{e}. Its verdict will be applied when it ends; do not start another run."
