@@ -167,11 +167,14 @@ class MessagesServer:
         self,
         turns: Sequence[Turn],
         *,
+        subagent_turns: Sequence[Turn] = (),
         on_turn: TurnCallback | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.turns = [normalize_turn(turn) for turn in turns]
+        self.subagent_turns = [normalize_turn(turn) for turn in subagent_turns]  # served to subagents, in order
+        self._next_subagent_turn = 0
         self.on_turn = on_turn
         self.requests: list[RecordedRequest] = []
         self.callback_errors: list[BaseException] = []
@@ -219,8 +222,14 @@ class MessagesServer:
             turn = self._next_turn if kind == "main" else None
             if turn is not None:
                 self._next_turn += 1
+            subagent_turn = None
+            if kind == "subagent" and self._next_subagent_turn < len(self.subagent_turns):
+                subagent_turn = self.subagent_turns[self._next_subagent_turn]
+                self._next_subagent_turn += 1
             self.requests.append(RecordedRequest("POST", path, headers, body, kind, turn))
-        if turn is None:
+        if subagent_turn is not None:
+            content = subagent_turn
+        elif turn is None:
             content = [{"type": "text", "text": FILLER_TEXT}]
         elif turn < len(self.turns):
             if self.on_turn is not None:
@@ -233,14 +242,14 @@ class MessagesServer:
             content = [{"type": "text", "text": END_TEXT}]
         return make_message(content, body.get("model", "claude-scripted"))
 
-    def tool_results(self) -> list[ToolResult]:
-        """Every tool_result the main loop sent back, once each, in the order they appeared.
+    def tool_results(self, kind: RequestKind = "main") -> list[ToolResult]:
+        """Every tool_result the main loop (or the subagents) sent back, once each, in order.
 
         Each request repeats the whole conversation, so results are deduplicated by id.
         """
         seen: dict[str, ToolResult] = {}
         with self._lock:
-            bodies = [request.body for request in self.requests if request.kind == "main"]
+            bodies = [request.body for request in self.requests if request.kind == kind]
         for body in bodies:
             for message in body.get("messages", []):
                 if message.get("role") != "user" or not isinstance(message.get("content"), list):

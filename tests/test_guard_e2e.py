@@ -186,3 +186,26 @@ def test_webfetch_decision_flips_with_the_phase_and_is_audited(session: Session)
     logged = {entry["tool_use_id"]: (entry["phase"], entry["decision"]) for entry in audit}
     assert logged.get("toolu_webfetch_hyperparameters") == ("hyperparameters", "deny")
     assert logged.get("toolu_webfetch_moonshot") == ("moonshot", "allow")
+
+
+def test_subagents_get_the_same_policy(tmp_path: Path) -> None:
+    """A subagent's tool calls pass the same PreToolUse hook: pip is refused, ls is not."""
+    repo = make_repo(tmp_path)
+    (repo / "STOP").write_text("")
+    task = {"description": "inspect", "prompt": "Install requests, then list the repo.",
+            "subagent_type": "general-purpose"}
+    sub_turns = [
+        [{"type": "tool_use", "id": "toolu_sub_pip", "name": "Bash", "input": {"command": "pip install requests"}}],
+        [{"type": "tool_use", "id": "toolu_sub_ls", "name": "Bash", "input": {"command": "ls"}}],
+        [{"type": "text", "text": "Done."}],
+    ]
+    with MessagesServer([[{"type": "tool_use", "id": "toolu_task", "name": "Agent", "input": task}]],
+                        subagent_turns=sub_turns) as srv:
+        run = run_claude(repo, "Delegate.", srv.url, home=tmp_path / "home", timeout=180)
+        results = {r.tool_use_id: r for r in srv.tool_results("subagent")}
+    assert run.returncode == 0, run.stderr
+    assert results["toolu_sub_pip"].is_error and "packages" in results["toolu_sub_pip"].content
+    assert not results["toolu_sub_ls"].is_error and "train.py" in results["toolu_sub_ls"].content
+    audit = [json.loads(line) for line in (repo / "runs" / "audit.jsonl").read_text().splitlines()]
+    decided = {(a["tool"], a["decision"]) for a in audit if a["tool_use_id"] in results}
+    assert decided == {("Bash", "deny"), ("Bash", "allow")}
