@@ -10,6 +10,7 @@ simply applied again.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def check(repo: Path) -> None:
 
 def committed_for(r: git.Repo, run_id: str) -> str | None:
     """The sha of the commit that kept run_id, if HEAD's recent history has one."""
+    trailer = re.compile(rf"^{TRAILER}: {re.escape(run_id)}$", re.MULTILINE)
     for commit in r.iter_commits("HEAD", max_count=50):
-        if f"{TRAILER}: {run_id}" in commit.message:
+        if commit.author.email == HARNESS.email and trailer.search(commit.message):
             return commit.hexsha
     return None
 

@@ -184,6 +184,7 @@ def experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, 
 
     program = config.load(repo / "program.md")
     task, rule = program.task, program.verdict
+    hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo)
     with exclusive(repo):
         recover(repo, say)

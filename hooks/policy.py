@@ -131,8 +131,21 @@ def readable(ctx: Context, value: str, recursive: bool = False) -> None:
                     "folders to search instead (e.g. `grep -rn PATTERN train.py eval hooks`)"
                 )
     reason = secret(rel) if recursive or not path.is_dir() else None  # a directory read flat is an error
+    if reason is None and path.is_file() and same_file_as_sealed(ctx, path):
+        reason = "it is another name (a hard link) for a held-out split"
     if reason:
         raise Refused(f"`{value}`: {reason}")
+
+
+def same_file_as_sealed(ctx: Context, path: Path) -> bool:
+    """A hard link has its own path: compare the file itself with the sealed files under data/."""
+    data = ctx.repo / "data"
+    try:
+        inode = (path.stat().st_dev, path.stat().st_ino)
+        sealed = [p for p in data.iterdir() if secret(p.relative_to(ctx.repo)) and p.is_file()]
+    except OSError:
+        return False
+    return any((p.stat().st_dev, p.stat().st_ino) == inode for p in sealed)
 
 
 def listable(ctx: Context, value: str) -> None:
@@ -402,6 +415,8 @@ GIT_DENIED = words_set(
     "--upload-pack --git-dir --work-tree --config"
 )
 GIT_EXACT = words_set("--text")
+# Short options that read a file named in their value: blame -S <revs-file>, diff/log -O<orderfile>.
+GIT_FILE_FLAGS = {"blame": "S", "diff": "O", "log": "O", "show": "O"}
 GIT_BRANCH_LIST = words_set(
     "-a -r -v -vv -l --all --remotes --verbose --list --show-current --no-color --color "
     "--contains --no-contains --merged --no-merged --points-at --sort --format "
@@ -432,6 +447,11 @@ def git(ctx: Context, words: list[Word]) -> None:
     for option in (o.partition("=")[0] for o in options if o.startswith("--")):
         if option not in GIT_EXACT and any(d.startswith(option) or option.startswith(d) for d in GIT_DENIED):
             raise Refused(f"git {sub} {option} is not allowed: it writes files, runs programs or leaves the repository")
+    reader = GIT_FILE_FLAGS.get(sub)
+    if reader and any(o.startswith("-") and not o.startswith("--") and reader in o[1:] for o in options):
+        raise Refused(f"git {sub} -{reader} reads a file named in its value; it is not allowed")
+    for operand in (a for a in rest if not a.startswith("-")):
+        git_operand(ctx, sub, operand)
     if sub == "branch":
         flags = {o.partition("=")[0] for o in options if o.startswith("-")}
         named = any(not o.startswith("-") for o in options)  # a name creates a branch unless listing
@@ -440,6 +460,23 @@ def git(ctx: Context, words: list[Word]) -> None:
                 "git branch may only list branches (-a, -r, -v, --list, --show-current...); "
                 "the harness creates and moves branches"
             )
+
+
+def git_operand(ctx: Context, sub: str, operand: str) -> None:
+    """A revision passes; a path must be readable. A path outside the work tree (even /dev/null)
+    would turn `git diff` into `git diff --no-index`, which prints any file, so it is refused."""
+    spec = operand.partition(":")[2] if ":" in operand and not operand.startswith(("/", ".")) else operand
+    if not spec or (spec == operand and not looks_like_path(ctx, operand)):
+        return
+    if os.path.isabs(spec) or ".." in Path(spec).parts:
+        path = Path(os.path.normpath(spec if os.path.isabs(spec) else ctx.cwd / spec))
+        if not path.is_relative_to(ctx.repo):
+            raise Refused(f"git {sub} `{operand}`: paths outside the repository are not allowed")
+    readable(ctx, spec)  # inside the repo git only shows tracked content; a sealed name is refused anyway
+
+
+def looks_like_path(ctx: Context, operand: str) -> bool:
+    return "/" in operand or os.path.lexists(ctx.cwd / operand)
 
 
 COMMANDS: dict[str, Callable[[Context, list[Word]], None] | Form] = {

@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -25,11 +26,12 @@ import pytest
 
 from eval import config, history, ledger, research
 from eval.experiment import run_experiment
+from eval.prepare import prepare
 from hooks import policy
 from sandbox import docker_backend
 from sandbox.job import TMP_MB
 from sandbox.logsink import ECHO_CAP, LOG_CAP, TAIL, LogSink
-from tests.conftest import TEST_FRONT_MATTER
+from tests.conftest import HARNESS, REPO, TEST_FRONT_MATTER
 from tests.test_policy import PROGRAM, answer, event, hook, hook_repo  # noqa: F401 - hook_repo is a fixture
 from tests.test_sandbox import TINY_BIGRAM
 from tests.test_sandbox import run as sandbox_run
@@ -636,14 +638,14 @@ def test_sparse_file_in_out_does_not_reach_the_host_disk(repo, host_archive_byte
 
 
 def test_inode_bomb_in_out_does_not_reach_the_host_disk(repo, host_archive_bytes):
-    """HOLE: 12,000 empty files fit the 8 MB byte cap; each is copied to runs/<id>/out on the host."""
+    """HOLE: 8,000 empty files fit the 8 MB byte cap; each is copied to runs/<id>/out on the host."""
     (repo / "program.md").write_text(program_text(budget=1, output_mb=8))
-    bomb = "import os\nout = os.environ['AUTORESEARCH_OUT']\nfor i in range(12000):\n    open(f'{out}/{i}', 'w')\n"
+    bomb = "import os\nout = os.environ['AUTORESEARCH_OUT']\nfor i in range(8000):\n    open(f'{out}/{i}', 'w')\n"
     metrics = sandbox_run(repo, bomb)
     out = repo / "runs" / metrics["id"] / "out"
     copied = sum(1 for _ in out.iterdir()) if out.is_dir() else 0
     assert metrics["outcome"] == "crash"
-    assert host_archive_bytes[0] <= 9 * 2**20 and copied < 10_000, (host_archive_bytes[0], copied)
+    assert host_archive_bytes[0] <= 9 * 2**20 and copied <= 4096, (host_archive_bytes[0], copied)
 
 
 def test_train_py_ignoring_the_budget_and_signals_is_killed(repo):
@@ -670,14 +672,13 @@ import os, torch
 class Slow(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.emb = torch.nn.Embedding(256, 1024)
-        self.w = torch.nn.Parameter(torch.randn(1024, 1024) / 32)
-        self.head = torch.nn.Linear(1024, 256)
+        self.emb = torch.nn.Embedding(256, 256)
     def forward(self, idx):
-        h = self.emb(idx)
-        for _ in range(300):  # unrolled into the graph: about 1.3 TFLOP per batch of 32 x 64
-            h = torch.tanh(h @ self.w)
-        return self.head(h)
+        h = self.emb(idx).repeat(1, 1, 16)
+        w = torch.ones(4096, 4096) / 4096  # built at run time: no weights to store
+        for _ in range(60):  # unrolled into the graph: about 4 TFLOP per batch of 32 x 64, over 40 per score
+            h = torch.tanh(h @ w)
+        return h[..., :256]
 seq = int(os.environ["AUTORESEARCH_SEQ_LEN"])
 batch = torch.export.Dim("batch", min=1, max=4096)
 program = torch.export.export(Slow(), (torch.zeros(2, seq, dtype=torch.long),), dynamic_shapes=({0: batch},))
@@ -686,14 +687,14 @@ torch.export.save(program, os.environ["AUTORESEARCH_OUT"] + "/model.pt2")
 
 
 def test_slow_exported_model_times_out_as_a_crash(repo):
-    (repo / "program.md").write_text(program_text(budget=1, grace=15, score_seconds=2))
+    (repo / "program.md").write_text(program_text(budget=1, grace=12, score_seconds=2))
     t0 = time.monotonic()
     metrics = sandbox_run(repo, SLOW_MODEL)
     elapsed = time.monotonic() - t0
     assert metrics["outcome"] == "crash", metrics["reason"] + metrics["log_tail"]
     assert "scoring timed out" in metrics["reason"]
     assert metrics["value"] is None
-    assert elapsed < 1 + 15 + 30 + 2 + 20  # the scorer's wait (budget + grace + 30 s) + score_seconds + slack
+    assert elapsed < 1 + 12 + 30 + 2 + 20  # the scorer's wait (budget + grace + 30 s) + score_seconds + slack
     no_containers_left(metrics, repo)
 
 
@@ -739,7 +740,6 @@ PEEK_WITH_INF = model_script(
     "        self.register_buffer('never', never)",
 )
 WRONG_SHAPES = {
-    "vocab 255": model_script("        return F.embedding(idx, self.eye)[..., :255]"),
     "no sequence axis": model_script("        return F.embedding(idx[:, -1], self.eye)"),
 }
 
@@ -811,6 +811,7 @@ def test_exported_model_cannot_read_the_validation_split_while_scored(repo):
 FORGER = r"""
 import json, os
 out = os.environ["AUTORESEARCH_OUT"]
+json.dump(dict(os.environ), open(f"{out}/env.json", "w"))
 forged = {"id": "r0001", "status": "keep", "outcome": "ok", "metric": "val_bpb", "direction": "minimize",
           "mean": 0.0001, "values": [0.0001], "applied": True, "commit": "f" * 40}
 for name in ("metrics.json", "verdict.json"):
@@ -828,15 +829,41 @@ for path in ("/out/../verdict.json", "/out/../../ledger.jsonl", "/code/../metric
 print("val_bpb: 0.000100")
 print('@@autoresearch-score {"ok": true, "value": 0.0001, "finite": true, "parameters": 1}')
 """
+HOST_ENV = {"AUTORESEARCH_SEED": "1", "AUTORESEARCH_BUDGET_S": "999", "AUTORESEARCH_DATA": "/data/val.bin",
+            "PYTHONPATH": "/out", "AUTORESEARCH_SEQ_LEN": "1"}
 
 
-def test_forged_result_files_from_train_py_change_nothing(repo):
-    (repo / "program.md").write_text(program_text(budget=1))
-    (repo / "train.py").write_text(FORGER)
-    git_repo = git.Repo(repo)
-    head = git_repo.head.commit.hexsha
-    committed = git_repo.head.commit.tree["train.py"].data_stream.read()
-    d = research.experiment(repo, "forge the results", None, False, say=lambda s: None)
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory, corpus) -> tuple[Path, dict, str, bytes]:
+    """One real experiment of a train.py that forges every result file, run by a harness whose own
+    environment carries AUTORESEARCH_* values: (repo, verdict, HEAD before, train.py at HEAD)."""
+    root = tmp_path_factory.mktemp("forged") / "repo"
+    root.mkdir()
+    for name in HARNESS:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif src.exists():
+            shutil.copy2(src, root / name)
+    (root / ".venv").symlink_to(REPO / ".venv")
+    prepare(root / "data", corpus)
+    (root / "program.md").write_text(program_text(budget=1))
+    (root / ".gitignore").write_text(".venv\nruns/\ndata/\n__pycache__/\nresults.tsv\nprogress.png\n")
+    for args in (["init", "-q", "-b", "research"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "harness"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    git_repo = git.Repo(root)
+    head, committed = git_repo.head.commit.hexsha, git_repo.head.commit.tree["train.py"].data_stream.read()
+    (root / "train.py").write_text(FORGER)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in HOST_ENV.items():
+            mp.setenv(key, value)
+        d = research.experiment(root, "forge the results", None, False, say=lambda s: None)
+    return root, d, head, committed
+
+
+def test_forged_result_files_from_train_py_change_nothing(forged):
+    repo, d, head, committed = forged
     run_dir = repo / "runs" / d["id"]
     assert d["id"] == "r0001" and d["status"] == "crash" and d["mean"] is None
     assert json.loads((run_dir / "verdict.json").read_text()) == d
@@ -848,10 +875,43 @@ def test_forged_result_files_from_train_py_change_nothing(repo):
     assert json.loads((run_dir / "out" / "verdict.json").read_text())["status"] == "keep"  # kept aside, unused
     assert "wrote" not in (run_dir / "train.log").read_text()
     # git: nothing kept, the candidate stored under its ref, train.py back to the best
+    git_repo = git.Repo(repo)
     assert git_repo.head.commit.hexsha == head
     assert git_repo.commit(d["diff_ref"]).tree["train.py"].data_stream.read() == FORGER.encode()
     assert (repo / "train.py").read_bytes() == committed
     assert research.pending(repo) == []
+
+
+def test_seed_and_budget_come_from_the_harness_not_the_environment(forged):
+    """AUTORESEARCH_* (and PYTHONPATH) in the harness's own environment do not reach train.py."""
+    repo, d, _, _ = forged
+    seen = json.loads((repo / "runs" / d["id"] / "out" / "env.json").read_text())
+    assert int(seen["AUTORESEARCH_SEED"]) == d["seeds"][0] != int(HOST_ENV["AUTORESEARCH_SEED"])
+    assert float(seen["AUTORESEARCH_BUDGET_S"]) == 1
+    assert seen["AUTORESEARCH_DATA"] == "/data/train.bin"
+    assert seen["AUTORESEARCH_SEQ_LEN"] == "64"
+    assert "PYTHONPATH" not in seen
+
+
+def test_the_agent_cannot_rewrite_results_or_refs_through_any_tool(forged):
+    """After a real verdict, every way to edit results.tsv, the ledger, verdict.json or the refs is denied."""
+    repo, d, _, _ = forged
+    subprocess.run(["git", "pack-refs", "--all"], cwd=repo, check=True)  # refs may live in packed-refs too
+    targets = ["results.tsv", "runs/ledger.jsonl", f"runs/{d['id']}/verdict.json", f"runs/{d['id']}/metrics.json",
+               ".git/packed-refs", f".git/{d['diff_ref']}", ".git/refs/heads/research", ".git/HEAD", "progress.png"]
+    program = config.load(repo / "program.md")
+    for target in targets:
+        for tool, tool_input in (("Write", {"file_path": str(repo / target), "content": "x"}),
+                                 ("Edit", {"file_path": target, "old_string": "a", "new_string": "b"}),
+                                 ("Bash", {"command": f"echo x > {target}"}),
+                                 ("Bash", {"command": f"sed -i d {target}"}),
+                                 ("Bash", {"command": f"truncate -s0 {target}"})):
+            decision = policy.decide(tool, tool_input, repo, program, cwd=str(repo))
+            assert decision.decision == DENY, (tool, tool_input)
+    for command in (f"git update-ref -d {d['diff_ref']}", "git reset --hard HEAD",
+                    f"git branch -f research {d['diff_ref']}", "git reflog expire --expire=now --all",
+                    "git gc --prune=now"):
+        assert policy.decide("Bash", {"command": command}, repo, program, cwd=str(repo)).decision == DENY, command
 
 
 def test_hypothesis_cannot_forge_the_commit_trailer(repo):
@@ -874,42 +934,3 @@ def test_hypothesis_cannot_forge_the_commit_trailer(repo):
 
 def decide_run(repo: Path, command: str) -> policy.Decision:
     return policy.decide("Bash", {"command": command}, repo, config.load(repo / "program.md"), cwd=str(repo))
-
-
-def test_the_agent_cannot_rewrite_results_or_refs_through_any_tool(repo):
-    """After a real verdict, every way to edit results.tsv, the ledger, verdict.json or the refs is denied."""
-    (repo / "program.md").write_text(program_text(budget=1))
-    (repo / "train.py").write_text("raise SystemExit('crash on purpose')\n")
-    d = research.experiment(repo, "crash", None, False, say=lambda s: None)
-    ref_file = f".git/{d['diff_ref']}"
-    subprocess.run(["git", "pack-refs", "--all"], cwd=repo, check=True)  # refs may live in packed-refs too
-    targets = ["results.tsv", "runs/ledger.jsonl", f"runs/{d['id']}/verdict.json", f"runs/{d['id']}/metrics.json",
-               ".git/packed-refs", ref_file, ".git/refs/heads/research", ".git/HEAD", "progress.png"]
-    program = config.load(repo / "program.md")
-    for target in targets:
-        for tool, tool_input in (("Write", {"file_path": str(repo / target), "content": "x"}),
-                                 ("Edit", {"file_path": target, "old_string": "a", "new_string": "b"}),
-                                 ("Bash", {"command": f"echo x > {target}"}),
-                                 ("Bash", {"command": f"sed -i d {target}"}),
-                                 ("Bash", {"command": f"truncate -s0 {target}"})):
-            decision = policy.decide(tool, tool_input, repo, program, cwd=str(repo))
-            assert decision.decision == DENY, (tool, tool_input)
-    for command in (f"git update-ref -d {d['diff_ref']}", "git reset --hard HEAD",
-                    f"git branch -f research {d['diff_ref']}", "git reflog expire --expire=now --all",
-                    "git gc --prune=now"):
-        assert policy.decide("Bash", {"command": command}, repo, program, cwd=str(repo)).decision == DENY, command
-
-
-def test_seed_and_budget_come_from_the_harness_not_the_environment(repo, monkeypatch):
-    """AUTORESEARCH_* variables in the harness's own environment do not reach train.py's run."""
-    (repo / "program.md").write_text(program_text(budget=1))
-    for key, value in (("AUTORESEARCH_SEED", "1"), ("AUTORESEARCH_BUDGET_S", "999"),
-                       ("AUTORESEARCH_DATA", str(repo / "data" / "val.bin")), ("PYTHONPATH", "/out")):
-        monkeypatch.setenv(key, value)
-    echo = "import json, os\nprint(json.dumps({k: v for k, v in os.environ.items()}))\n"
-    metrics = sandbox_run(repo, echo)
-    seen = json.loads(next(line for line in metrics["log_tail"].splitlines() if line.startswith("{")))
-    assert seen["AUTORESEARCH_SEED"] == str(metrics["seed"]) == "1337"
-    assert float(seen["AUTORESEARCH_BUDGET_S"]) == 1
-    assert seen["AUTORESEARCH_DATA"] == "/data/train.bin"
-    assert "PYTHONPATH" not in seen
