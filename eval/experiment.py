@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,12 +72,14 @@ def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness:
     """The scorer starts with training and waits for runs/<id>/score_in/go (see eval/score.py)."""
     task = program.task
     wait = budget + task.grace_seconds + 30
+    split = f"/data/{secrets.token_hex(16)}/val.bin"  # a path no exported program can know in advance
     return Job(
         argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
-              "--data", "/data/val.bin", "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
-              "--options", json.dumps(task.options), "--go", "/in/go", "--wait-seconds", str(wait)],
+              "--data", split, "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
+              "--options", json.dumps(task.options), "--go", "/in/go", "--wait-seconds", str(wait),
+              "--score-seconds", str(program.limits.score_seconds)],
         mounts=[Mount(harness / "eval", "/harness/eval"), Mount(run_dir / "score_in", "/in"),
-                Mount(data_dir / "val.bin", "/data/val.bin")],
+                Mount(data_dir / "val.bin", split)],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
         timeout_s=wait + program.limits.score_seconds,
         limits=program.limits,
@@ -132,7 +135,7 @@ def hand_over(run_dir: Path, signal: str) -> None:
 
 
 def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
-    if result.timed_out:
+    if result.timed_out or (score or {}).get("timed_out"):
         return "crash", "scoring timed out: the exported model is too slow or too large"
     if result.oom:
         return "oom", "out of memory while scoring the exported model"

@@ -4,12 +4,16 @@ The scored windows are spread evenly over the whole held-out split (not its firs
 so a small, fixed scoring budget still covers every kind of text in it.
 
 The agent writes the model, so the harness checks what it can before trusting a number:
-the interface (shapes) and causality. A model whose logits at position t change when the
-bytes after t (or the other rows of the batch) change is peeking at its targets.
+the operations in its graph (no file access: a program may not open the split it is scored
+on, which is mounted at a secret path besides), the interface (shapes) and causality. A model
+whose logits at position t change when the bytes after t, or the other rows of the batch,
+change is peeking at its targets.
 """
 
 from __future__ import annotations
 
+import operator
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,8 +21,9 @@ import torch
 
 VOCAB = 256
 BATCH = 32
-CAUSALITY_CUTS = (1, 3)  # eighths of seq_len where the future is swapped out
 CAUSALITY_ATOL = 1e-3
+OP_NAMESPACES = ("aten", "prims")
+IO_OPS = ("from_file", "save", "load")  # aten ops that touch files by name
 
 
 class ModelRejected(RuntimeError):
@@ -26,10 +31,28 @@ class ModelRejected(RuntimeError):
 
 
 def load_model(path: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-    """Load the torch.export program; return (callable, parameter count)."""
+    """Load the torch.export program and vet its operations; return (callable, parameter count)."""
     program = torch.export.load(str(path))
+    check_ops(program)
     n_params = sum(int(t.numel()) for t in program.state_dict.values())
     return program.module(), n_params
+
+
+def check_ops(program) -> None:
+    """Only tensor operators (aten, prims) and tuple indexing; none that opens a file or takes a path."""
+    for module in program.graph_module.modules():
+        if not isinstance(module, torch.fx.GraphModule):
+            continue
+        for node in module.graph.nodes:
+            if node.op != "call_function" or node.target is operator.getitem:
+                continue
+            target = node.target
+            name = target.name() if isinstance(target, torch._ops.OpOverload) else str(target)
+            paths = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, str) and "/" in a]
+            namespace = name.partition("::")[0]
+            if namespace not in OP_NAMESPACES or any(op in name for op in IO_OPS) or paths:
+                raise ModelRejected(f"the exported model calls {name}{' on ' + paths[0] if paths else ''}: "
+                                    "only tensor operations are allowed, nothing that reads files")
 
 
 def scored_windows(path: Path, seq_len: int, n_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,21 +83,34 @@ def logits_of(model: Callable, x: torch.Tensor) -> torch.Tensor:
 
 
 def check_causal(model: Callable, x: torch.Tensor) -> None:
-    """Swap the future (and the other rows) for other real text; the past must not move."""
-    if len(x) < 4:
+    """Every cut position, in random rows, with the batch shuffled: the past must not move.
+
+    Each probe row i keeps the first c_i bytes of window perm[i] and continues with other
+    real text; its logits before c_i must equal those of window perm[i] in the unshuffled
+    batch. The cuts cover every position 1..seq_len-1, the rows and the shuffle are random,
+    so a model cannot look ahead, or at its neighbours, anywhere without being seen.
+    NaN and inf must stay where they were too.
+    """
+    rows, seq_len = x[:BATCH], x.shape[1]
+    if len(rows) < 2 or len(x) < 2:
         return
-    rows = x[:BATCH]
-    other = torch.roll(x, shifts=len(x) // 2, dims=0)[: len(rows)]
     base = logits_of(model, rows)
-    if not torch.isfinite(base).all():
-        return  # such a model scores NaN anyway, which is its verdict
-    for eighth in CAUSALITY_CUTS:
-        cut = max(1, x.shape[1] * eighth // 8)
-        probe = other.clone()
-        probe[0, :cut] = rows[0, :cut]
-        moved = (logits_of(model, probe)[0, :cut] - base[0, :cut]).abs().max().item()
-        if not moved <= CAUSALITY_ATOL:
-            raise ModelRejected(
-                f"the model is not causal: its logits before position {cut} changed by {moved:.3g} when only "
-                "later bytes or other rows of the batch changed. It must not look ahead."
-            )
+    other = torch.roll(x, shifts=max(1, len(x) // 2), dims=0)
+    rng = secrets.SystemRandom()
+    cuts = list(range(1, seq_len))
+    rng.shuffle(cuts)
+    for start in range(0, len(cuts), len(rows)):
+        chunk = cuts[start : start + len(rows)]
+        perm = rng.sample(range(len(rows)), len(chunk))
+        probe = other[rng.sample(range(len(x)), len(chunk))].clone()
+        for i, (row, cut) in enumerate(zip(perm, chunk, strict=True)):
+            probe[i, :cut] = rows[row, :cut]
+        out = logits_of(model, probe)
+        for i, (row, cut) in enumerate(zip(perm, chunk, strict=True)):
+            same = torch.isclose(out[i, :cut], base[row, :cut], atol=CAUSALITY_ATOL, rtol=0, equal_nan=True)
+            if not same.all():
+                position = int((~same).nonzero()[0][0])
+                raise ModelRejected(
+                    f"the model is not causal: its logits at position {position} changed when only the bytes "
+                    f"from position {cut} on, or the other rows of the batch, changed. It must not look ahead."
+                )

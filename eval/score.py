@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -44,6 +45,10 @@ def warm_up() -> None:
     logger.setLevel(level)
 
 
+def out_of_time(signum, frame) -> None:
+    raise TimeoutError("scoring ran past score_seconds: the exported model is too slow or too large")
+
+
 def wait_for(go: Path, seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", default="{}")
     ap.add_argument("--go", type=Path, help="wait for this file: 'go' scores, anything else exits")
     ap.add_argument("--wait-seconds", type=float, default=0)
+    ap.add_argument("--score-seconds", type=float, default=0, help="time limit once the model is handed over")
     args = ap.parse_args(argv)
     try:
         evaluator = load_evaluator(args.evaluator)
@@ -71,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             print("scoring cancelled: training did not produce a model to score")
             return 0
         t0 = time.time()
+        if args.score_seconds:
+            signal.signal(signal.SIGALRM, out_of_time)
+            signal.setitimer(signal.ITIMER_REAL, args.score_seconds)
         import torch
 
         torch.set_grad_enabled(False)
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   "ok": True, "seconds": time.time() - t0}
     except Exception as e:  # the model is untrusted input: every failure is a verdict, not a crash here
         traceback.print_exc()
-        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000], "timed_out": isinstance(e, TimeoutError)}
     print(MARKER + json.dumps(result), flush=True)
     return 0
 

@@ -19,21 +19,25 @@ import docker
 from docker.types import DeviceRequest, LogConfig
 
 from sandbox.image import ensure_image
-from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
+from sandbox.job import MAX_OUT_FILES, TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
+API_TIMEOUT = 120
+COLLECT_SECONDS = 120  # copying /out out of the sandbox may not hang the harness
 # cgroup v1 and v2 names: the peak comes first (a bare number), the OOM-kill count after.
 CGROUP_FILES = ("memory/memory.max_usage_in_bytes", "memory.peak", "memory/memory.oom_control", "memory.events")
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
 
 
 def connect(timeout: float = 5.0) -> docker.DockerClient:
+    """A client, once the engine answered a ping within `timeout` (a quick no when there is none)."""
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as e:
         raise SandboxUnavailable(f"no Docker engine reachable ({type(e).__name__}: {e})") from None
+    client.api.timeout = API_TIMEOUT  # a busy engine (a large /out streaming, say) may be slow to answer
     return client
 
 
@@ -105,8 +109,7 @@ class DockerBackend:
 
         def kill() -> None:
             killed.set()
-            with contextlib.suppress(docker.errors.APIError):  # already gone
-                container.kill()
+            kill_quietly(container)
 
         try:
             container.start()
@@ -166,21 +169,38 @@ class DockerBackend:
                                  stderr=False)["Id"]
         stream = api.exec_start(tar_id, stream=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as archive:
-            for chunk in stream:
-                archive.write(chunk)
-            archive.seek(0)
-            try:
-                return extract_files(archive, out_dir, cap_mb)
-            except tarfile.TarError as e:
-                return f"the output dir could not be read: {e}"
+        # A sparse file holds no tmpfs blocks but streams at its full size: count what arrives.
+        limit, received = cap_mb * 2**20 + MAX_OUT_FILES * tarfile.BLOCKSIZE, 0
+        deadline = threading.Timer(COLLECT_SECONDS, kill_quietly, args=(container,))
+        deadline.start()
+        try:
+            with tempfile.TemporaryFile() as archive:
+                for chunk in stream:
+                    received += len(chunk)
+                    if received > limit:
+                        return f"the output dir is over its cap of {cap_mb} MB"
+                    archive.write(chunk)
+                archive.seek(0)
+                try:
+                    return extract_files(archive, out_dir, cap_mb)
+                except tarfile.TarError as e:
+                    return f"the output dir could not be read: {e}"
+        finally:
+            deadline.cancel()
+
+
+def kill_quietly(container) -> None:
+    with contextlib.suppress(docker.errors.APIError):  # already gone
+        container.kill()
 
 
 def extract_files(archive, out_dir: Path, cap_mb: int) -> str | None:
     """Extract regular files under the archive's top dir; refuse what is over the cap."""
     total = 0
     with tarfile.open(fileobj=archive) as tar:
-        for member in tar.getmembers():
+        for count, member in enumerate(tar.getmembers()):
+            if count > MAX_OUT_FILES:
+                return f"the output dir holds more than {MAX_OUT_FILES} entries"
             parts = Path(member.name).parts
             if not member.isfile() or len(parts) < 2:
                 continue  # links, devices and the top dir itself are dropped

@@ -10,6 +10,7 @@ from eval.config import Limits
 
 UID = 1000  # the unprivileged user that runs untrusted code in every backend
 TMP_MB = 512  # the private /tmp, capped like the output dir
+MAX_OUT_FILES = 1000  # entries in the output dir: many empty files fit any byte cap
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox.job import Job, OutputSink, Result
+from sandbox.job import MAX_OUT_FILES, Job, OutputSink, Result
 
 WATCH_EVERY_S = 0.2
 
 
-def dir_bytes(path: Path) -> int:
-    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() or f.is_symlink())
+def over_cap(path: Path, cap_bytes: int) -> bool:
+    """Apparent size (a sparse file counts in full) or entry count past what the output dir may hold."""
+    entries = list(path.rglob("*"))
+    return len(entries) > MAX_OUT_FILES or sum(f.lstat().st_size for f in entries if not f.is_dir()) > cap_bytes
 
 
 def sanitize_out(out_dir: Path) -> None:
@@ -55,7 +57,7 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
         out_dir.mkdir(parents=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=limits_preexec(job, memory_limit=not job.gpu))
-    killed, over_cap = threading.Event(), threading.Event()
+    killed, too_big = threading.Event(), threading.Event()
 
     def kill() -> None:
         killed.set()
@@ -64,8 +66,8 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
 
     def watch() -> None:
         while proc.poll() is None and out_dir is not None:
-            if dir_bytes(out_dir) > job.limits.output_mb * 2**20:
-                over_cap.set()
+            if over_cap(out_dir, job.limits.output_mb * 2**20):
+                too_big.set()
                 kill()
             time.sleep(WATCH_EVERY_S)
 
@@ -80,12 +82,12 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     finally:
         timer.cancel()
         kill() if proc.poll() is None else None
-    result = Result(exit_code=proc.returncode, timed_out=killed.is_set() and not over_cap.is_set(),
+    result = Result(exit_code=proc.returncode, timed_out=killed.is_set() and not too_big.is_set(),
                     seconds=time.monotonic() - t0)
     if out_dir is not None:
         sanitize_out(out_dir)
-        if over_cap.is_set() or dir_bytes(out_dir) > job.limits.output_mb * 2**20:
-            result.out_error = f"the output dir is over its cap of {job.limits.output_mb} MB"
+        if too_big.is_set() or over_cap(out_dir, job.limits.output_mb * 2**20):
+            result.out_error = f"the output dir is over its cap of {job.limits.output_mb} MB or {MAX_OUT_FILES} entries"
     if result.exit_code != 0 and not result.timed_out:
         result.oom = proc.returncode == -signal.SIGKILL and not killed.is_set()
     return result

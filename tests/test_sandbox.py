@@ -230,3 +230,10 @@ def test_no_sandbox_refuses_unless_unsafe(repo, monkeypatch):
     metrics = run(repo, TINY_BIGRAM.replace("< float(", "< 0 * float("), unsafe=True)
     assert metrics["backend"] == "unsafe"
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+
+
+def test_a_silent_train_py_is_waited_for(repo):
+    """No output for longer than any client timeout: the harness waits for the budget, not the chatter."""
+    write_program(repo, budget=1, grace=20)
+    metrics = run(repo, "import time\ntime.sleep(12)\nprint('awake')\n")
+    assert metrics["exit_code"] == 0 and "awake" in metrics["log_tail"]
