@@ -275,17 +275,6 @@ def repair(repo: Path) -> int:
         return cut + sync_tsv(repo, rows)
 
 
-def rebuild_tsv(repo: Path) -> bool:
-    """Regenerate results.tsv from the ledger where they disagree; True if the file changed."""
-    path = repo / TSV
-    if not (repo / LEDGER).exists():
-        return False
-    with locked(repo) as fd:
-        before = path.read_bytes() if path.exists() else None
-        sync_tsv(repo, scan(read_all(fd))[0])
-        return (path.read_bytes() if path.exists() else None) != before
-
-
 def best(rows: list[dict], direction: str) -> dict | None:
     """The current best: the latest kept row (in this direction), not the best number ever seen.
 

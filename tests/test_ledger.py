@@ -125,17 +125,19 @@ def test_appending_an_id_again_is_a_no_op(repo):
     assert len((repo / "results.tsv").read_text().splitlines()) == 2
 
 
-def test_rebuild_tsv_and_a_kill_between_the_two_appends(repo):
+def test_repair_rebuilds_the_tsv_and_a_kill_between_the_two_appends_heals(repo):
     rows = mixed_rows()
     for r in rows:
         ledger.append(repo, r)
     tsv = repo / "results.tsv"
     want = tsv.read_bytes()
-    assert not ledger.rebuild_tsv(repo)
+    assert ledger.repair(repo) == 0 and tsv.read_bytes() == want
     tsv.unlink()
-    assert ledger.rebuild_tsv(repo) and tsv.read_bytes() == want
+    ledger.repair(repo)
+    assert tsv.read_bytes() == want
     tsv.write_bytes(want.replace(b"keep", b"KEEP"))
-    assert ledger.rebuild_tsv(repo) and tsv.read_bytes() == want
+    ledger.repair(repo)
+    assert tsv.read_bytes() == want
     tsv.write_bytes(want[: want.rindex(b"\n", 0, -1) + 1])  # killed after the ledger line, before the tsv line
     assert not ledger.append(repo, rows[-1])  # the verdict step re-run: no new row, the tsv caught up
     assert tsv.read_bytes() == want
