@@ -81,7 +81,8 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
         proc.wait()
     finally:
         timer.cancel()
-        kill() if proc.poll() is None else None
+        if proc.poll() is None:  # an exception while streaming: leave nothing running
+            kill()
     result = Result(exit_code=proc.returncode, timed_out=killed.is_set() and not too_big.is_set(),
                     seconds=time.monotonic() - t0)
     if out_dir is not None:
