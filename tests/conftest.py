@@ -69,10 +69,9 @@ def corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-@pytest.fixture
-def repo(tmp_path: Path, corpus: Path) -> Path:
-    """A scratch harness repo with its own frozen data and the test program.md."""
-    root = tmp_path / "repo"
+def build_repo(root: Path, corpus: Path, program: str | None = None) -> Path:
+    """A committed scratch copy of the harness with its own frozen data; program.md is the test one
+    unless `program` gives its text."""
     root.mkdir()
     for name in HARNESS:
         src = REPO / name
@@ -82,9 +81,18 @@ def repo(tmp_path: Path, corpus: Path) -> Path:
             shutil.copy2(src, root / name)
     (root / ".venv").symlink_to(REPO / ".venv")
     prepare(root / "data", corpus)
-    write_program(root)
+    if program is None:
+        write_program(root)
+    else:
+        (root / "program.md").write_text(program)
     (root / ".gitignore").write_text(".venv\nruns/\ndata/\n__pycache__/\nresults.tsv\nprogress.png\n")
     for args in (["init", "-q", "-b", "research"], ["add", "-A"],
                  ["-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-q", "-m", "harness"]):
         subprocess.run(["git", *args], cwd=root, check=True)
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, corpus: Path) -> Path:
+    """A scratch harness repo with its own frozen data and the test program.md."""
+    return build_repo(tmp_path / "repo", corpus)

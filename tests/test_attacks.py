@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,12 +25,11 @@ import pytest
 
 from eval import config, history, ledger, research
 from eval.experiment import run_experiment
-from eval.prepare import prepare
 from hooks import policy
 from sandbox import docker_backend
 from sandbox.job import TMP_MB
 from sandbox.logsink import ECHO_CAP, LOG_CAP, TAIL, LogSink
-from tests.conftest import HARNESS, REPO, TEST_FRONT_MATTER
+from tests.conftest import TEST_FRONT_MATTER, build_repo
 from tests.test_policy import PROGRAM, answer, event, hook, hook_repo  # noqa: F401 - hook_repo is a fixture
 from tests.test_sandbox import TINY_BIGRAM
 from tests.test_sandbox import run as sandbox_run
@@ -837,21 +835,7 @@ HOST_ENV = {"AUTORESEARCH_SEED": "1", "AUTORESEARCH_BUDGET_S": "999", "AUTORESEA
 def forged(tmp_path_factory, corpus) -> tuple[Path, dict, str, bytes]:
     """One real experiment of a train.py that forges every result file, run by a harness whose own
     environment carries AUTORESEARCH_* values: (repo, verdict, HEAD before, train.py at HEAD)."""
-    root = tmp_path_factory.mktemp("forged") / "repo"
-    root.mkdir()
-    for name in HARNESS:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        elif src.exists():
-            shutil.copy2(src, root / name)
-    (root / ".venv").symlink_to(REPO / ".venv")
-    prepare(root / "data", corpus)
-    (root / "program.md").write_text(program_text(budget=1))
-    (root / ".gitignore").write_text(".venv\nruns/\ndata/\n__pycache__/\nresults.tsv\nprogress.png\n")
-    for args in (["init", "-q", "-b", "research"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "harness"]):
-        subprocess.run(["git", *args], cwd=root, check=True)
+    root = build_repo(tmp_path_factory.mktemp("forged") / "repo", corpus, program_text(budget=1))
     git_repo = git.Repo(root)
     head, committed = git_repo.head.commit.hexsha, git_repo.head.commit.tree["train.py"].data_stream.read()
     (root / "train.py").write_text(FORGER)
