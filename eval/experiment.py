@@ -230,6 +230,7 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
 def summary(m: dict) -> str:
     value = "-" if m["value"] is None else f"{m['value']:.6f}"
     rep = m["reported"]
+    where = "runs/" + m["id"].replace("-", "/")  # r0001-s2 is runs/r0001/s2
     lines = [
         "-" * 60,
         f"experiment   {m['id']}    outcome {m['outcome'].upper()}",
@@ -243,7 +244,7 @@ def summary(m: dict) -> str:
         f"model        {m['parameters'] or 0:,} parameters   peak memory "
         + ("-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f} MB"),
         f"train.py     steps {rep.get('steps', '-')}   {rep.get('tokens_per_second', 0):,.0f} bytes/s (reported)",
-        f"files        runs/{m['id']}/train.log  runs/{m['id']}/metrics.json",
+        f"files        {where}/train.log  {where}/metrics.json",
         "-" * 60,
     ]
     if m["outcome"] != "ok":
