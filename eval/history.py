@@ -1,11 +1,11 @@
 """The research history in git: kept versions are commits, discarded ones are refs.
 
-Keep: train.py and scratchpad.md are committed on the current (research) branch with a
-structured message. Discard, crash or timeout: the candidate that ran is stored as a commit
-on top of the best version, under refs/autoresearch/discarded/<id>, and train.py is restored
-to the best. Nothing the agent tried is lost, and `git diff <best> refs/autoresearch/discarded/<id>`
-shows exactly what it was. Every step is idempotent, so a verdict interrupted by kill -9 is
-simply applied again.
+Keep: train.py and scratchpad.md (and nothing else the user may have staged) are committed
+on the current (research) branch with a structured message. Discard, crash or timeout: the
+candidate that ran is stored as a commit on top of the best version, under
+refs/autoresearch/discarded/<id>, and train.py is restored to the best. Nothing the agent
+tried is lost, and `git diff <best> refs/autoresearch/discarded/<id>` shows exactly what it
+was. Every step is idempotent, so a verdict interrupted by kill -9 is simply applied again.
 """
 
 from __future__ import annotations
@@ -62,9 +62,18 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> s
     if done:
         return done
     (repo / "train.py").write_bytes(candidate.read_bytes())
-    r.index.add([p for p in TRACKED if (repo / p).exists()])
+    paths = [p for p in TRACKED if (repo / p).exists()]
+    parent = r.head.commit.hexsha
+    with tempfile.TemporaryDirectory() as tmp:  # a private index: whatever the user staged stays out
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        r.git.read_tree("HEAD", env=env)
+        r.git.add("--", *paths, env=env)
+        tree = r.git.write_tree(env=env)
     message = f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n"
-    return r.index.commit(message, author=HARNESS, committer=HARNESS).hexsha
+    sha = r.git.commit_tree(tree, "-p", parent, "-m", message, env=IDENTITY)
+    r.git.update_ref("-m", f"autoresearch: keep {run_id}", "HEAD", sha, parent)
+    r.git.reset("-q", "--", *paths)  # the real index agrees with the new commit for the paths it took
+    return sha
 
 
 def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:

@@ -47,6 +47,17 @@ def test_keep_commits_train_py_and_scratchpad(research_repo):
     assert len(list(r.iter_commits())) == 2
 
 
+def test_keep_commits_only_its_files_and_leaves_the_users_staging_alone(research_repo):
+    (research_repo / "notes.txt").write_text("mine\n")
+    r = git.Repo(research_repo)
+    r.index.add(["notes.txt"])
+    src = candidate(research_repo, "r0001", "LR = 2\n")
+    sha = history.keep(research_repo, "r0001", src, "r0001 keep", "experiment: r0001")
+    assert sorted(b.path for b in r.commit(sha).tree.blobs) == ["scratchpad.md", "train.py"]
+    assert r.git.diff("--cached", "--name-only").split() == ["notes.txt"]  # still staged, not committed
+    assert r.git.diff("--cached", "--", "train.py") == ""
+
+
 def test_discard_keeps_the_diff_under_a_ref_and_restores_the_best(research_repo):
     before = history.head(research_repo)
     src = candidate(research_repo, "r0002", "LR = 99\n")
