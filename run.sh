@@ -3,6 +3,12 @@
 #   ./run.sh [-m "hypothesis"] [--budget S]   one experiment on train.py (what the agent calls)
 #   ./run.sh prepare [--corpus DIR]           build and freeze the data (idempotent)
 #   ./run.sh status                           the latest runs and the best result
+#   ./run.sh demo                             the showcase session replayed with real, short training
+#   ./run.sh replay FILE [--runs real|recorded]   replay a recorded session, report divergences
+#   ./run.sh loop [--hours H] [--experiments N] [--max-usd X] [--model M]   the headless loop
+#   ./run.sh adopt PATH --metric NAME --direction minimize|maximize   bring your own train.py
+#   ./run.sh confirm                          score the best and the baseline on the test split
+#   ./run.sh hardening                        run the attack and fault suites, print the summary table
 #   ./run.sh test [pytest args]               the test suite
 # The first call sets up .venv with what pyproject.toml lists (torch first: the CPU build
 # unless AUTORESEARCH_TORCH names another spec, or a torch is already in .venv).
@@ -36,7 +42,11 @@ case "${1:-}" in
     prepare) shift; exec "$PY" -m eval.prepare "$@" ;;
     status)  shift; exec "$PY" -m eval.status "$@" ;;
     test)    shift; exec "$PY" -m pytest "$@" ;;
-    demo|replay|loop)
-        echo "run.sh: '$1' is not built yet (see the open issues); run ./run.sh for one experiment" >&2; exit 2 ;;
+    demo)    shift; exec "$PY" -m hooks.demo "$@" ;;
+    replay)  shift; exec "$PY" -m hooks.replay "$@" ;;
+    loop)    shift; exec "$PY" -m hooks.loop "$@" ;;
+    adopt)   shift; exec "$PY" -m eval.adopt "$@" ;;
+    confirm) shift; exec "$PY" -m eval.confirm "$@" ;;
+    hardening) shift; exec "$PY" -m tests.hardening "$@" ;;
     *)       exec "$PY" -m eval.research "$@" ;;
 esac
