@@ -22,7 +22,7 @@ from eval import config
 from eval.prepare import load_manifest
 from eval.score import MARKER
 from sandbox.backends import select_backend
-from sandbox.job import Job, Mount, Result
+from sandbox.job import Job, Mount, Result, SandboxFailed
 from sandbox.logsink import LogSink
 from sandbox.runtime import python_executable
 
@@ -124,6 +124,10 @@ def training_outcome(result: Result, program: config.Program, budget: float) -> 
     return "", ""
 
 
+def infrastructure(error: SandboxFailed) -> str:
+    return f"not train.py's doing: the sandbox failed ({error}); run it again once the sandbox works"
+
+
 def hand_over(run_dir: Path, signal: str) -> None:
     """Give the waiting scorer the model ('go') or send it home ('cancel')."""
     model = run_dir / "out" / "model.pt2"
@@ -176,17 +180,26 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
     harness = Path(__file__).resolve().parent.parent
     with ThreadPoolExecutor(max_workers=1) as pool:
         scoring = pool.submit(backend.run, scoring_job(program, run_dir, data_dir, harness, budget), score_sink)
-        signal = "cancel"
+        signal, t_train = "cancel", time.monotonic()
         try:
             train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
             outcome, reason = training_outcome(train, program, budget)
             signal = "cancel" if outcome else "go"
             if signal == "go":
                 say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
+        except SandboxFailed as e:  # a crash of the infrastructure, recorded as one: no score, the diff kept
+            train, outcome, reason = Result(None, seconds=time.monotonic() - t_train), "crash", infrastructure(e)
+            sink(f"\n[harness] {reason}\n".encode())
         finally:
             hand_over(run_dir, signal)
             sink.close()
-        scored = scoring.result()
+        try:
+            scored = scoring.result()
+        except SandboxFailed as e:
+            scored = None
+            if not outcome:
+                outcome, reason = "crash", infrastructure(e)
+                score_sink(f"\n[harness] {reason}\n".encode())
     score_sink.close()
     log_tail = sink.tail_text()
     score, scoring_seconds = None, None

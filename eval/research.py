@@ -13,6 +13,7 @@ A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import math
@@ -119,8 +120,12 @@ def fmt(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.6f}"
 
 
-def apply_verdict(repo: Path, run_id: str) -> dict:
-    """Decide (once) and apply the verdict of one experiment; safe to call again at any point."""
+def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None) -> dict:
+    """Decide (once) and apply the verdict of one experiment; safe to call again at any point.
+
+    program: what the experiment ran under; a human's edit to program.md mid-run (even a broken
+    one) then does not strand a verdict. Read from program.md when not given (recovery).
+    """
     run_dir = repo / "runs" / run_id
     path = run_dir / VERDICT
     try:
@@ -129,7 +134,7 @@ def apply_verdict(repo: Path, run_id: str) -> dict:
         d = None
     if d and d.get("applied"):
         return d
-    program = config.load(repo / "program.md")
+    program = program or config.load(repo / "program.md")
     if d is None:
         d = decide(repo, run_id, program)
         write_json(path, d)
@@ -191,7 +196,12 @@ def experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, 
         _, best = best_samples(repo, task.direction, exclude="")
         run_id, run_dir = new_run_dir(repo / "runs")
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
-        first = run_experiment(repo, hypothesis, budget, seeds[0], unsafe, run=(run_id, run_dir))
+        try:
+            first = run_experiment(repo, hypothesis, budget, seeds[0], unsafe, run=(run_id, run_dir))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+            raise
         say(summary(first))
         extra = rule.rule == "noise" and first["outcome"] == "ok" and (
             best is None or verdict.promising(task.direction, rule, best, first["value"]))
@@ -203,7 +213,7 @@ def experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, 
             say(summary(m))
             if m["outcome"] != "ok":
                 break
-        return apply_verdict(repo, run_id)
+        return apply_verdict(repo, run_id, program)
 
 
 def verdict_text(d: dict) -> str:

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import docker
+import requests
 from docker.types import DeviceRequest, LogConfig
 
 from sandbox.image import ensure_image
-from sandbox.job import MAX_OUT_FILES, TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
+from sandbox.job import MAX_OUT_FILES, TMP_MB, UID, Job, OutputSink, Result, SandboxFailed, SandboxUnavailable
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
@@ -27,6 +28,8 @@ API_TIMEOUT = 120
 COLLECT_SECONDS = 120  # copying /out out of the sandbox may not hang the harness
 # cgroup v1 and v2 names: the peak comes first (a bare number), the OOM-kill count after.
 CGROUP_FILES = ("memory/memory.max_usage_in_bytes", "memory.peak", "memory/memory.oom_control", "memory.events")
+# What a dead or dying engine raises: API errors, and refused or cut connections to its socket.
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
 
 
@@ -104,6 +107,13 @@ class DockerBackend:
         return config
 
     def run(self, job: Job, sink: OutputSink) -> Result:
+        """Run the job; SandboxFailed when the engine fails under it (the job's fate is then unknown)."""
+        try:
+            return self.run_container(job, sink)
+        except ENGINE_ERRORS as e:
+            raise SandboxFailed(f"the Docker engine failed during the run ({type(e).__name__}: {e})") from None
+
+    def run_container(self, job: Job, sink: OutputSink) -> Result:
         container = self.client.containers.create(**self.container_config(job))
         killed = threading.Event()
 
@@ -137,7 +147,7 @@ class DockerBackend:
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
             return result
         finally:
-            with contextlib.suppress(docker.errors.APIError):
+            with contextlib.suppress(*ENGINE_ERRORS):  # a dead engine: recover() removes it later
                 container.remove(force=True)
 
     def exec_output(self, container, argv: list[str]) -> bytes:
@@ -190,7 +200,7 @@ class DockerBackend:
 
 
 def kill_quietly(container) -> None:
-    with contextlib.suppress(docker.errors.APIError):  # already gone
+    with contextlib.suppress(*ENGINE_ERRORS):  # already gone, or the engine with it
         container.kill()
 
 

@@ -51,3 +51,7 @@ OutputSink = Callable[[bytes], None]
 
 class SandboxUnavailable(RuntimeError):
     """No backend can run untrusted code safely here; the message says what to do."""
+
+
+class SandboxFailed(RuntimeError):
+    """The sandbox itself broke mid-run (its engine died): an infrastructure failure, not the job's."""
