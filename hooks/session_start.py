@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hooks import start_state
 from hooks.stop import CONTINUE, best_text, budget_text, hours_since_start, open_hypotheses, show
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +72,10 @@ def respond(raw: str, repo: Path) -> dict:
     except Exception as e:
         text = f"autoresearch: the SessionStart hook could not read the research state ({type(e).__name__}: {e}).\n"
         text += f"Read scratchpad.md and run ./run.sh status to see where the research stands. {CONTINUE}"
+    try:
+        start_state.save(repo, json.loads(raw or "{}"))  # for replays of this session
+    except Exception as e:  # the session goes on; only its replay loses its starting point
+        print(f"session_start: the start state was not saved: {type(e).__name__}: {e}", file=sys.stderr)
     return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
 
 
