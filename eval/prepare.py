@@ -80,8 +80,12 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
     splits = build_splits(root, pattern)
     blobs = {name: SEPARATOR.join(content for _, content in docs) for name, docs in splits.items()}
     source = f"python-stdlib {sys.version.split()[0]}" if corpus is None else f"corpus {root.resolve()}"
-    manifest = manifest_for(splits, source, blobs)
+    return freeze(data_dir, blobs, manifest_for(splits, source, blobs), force)
 
+
+def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool = False) -> dict:
+    """Write the split files, then their manifest; keep what is frozen already, refuse to replace it silently."""
+    source = manifest["source"]
     existing_path = data_dir / MANIFEST
     if existing_path.exists() and not force:
         existing = json.loads(existing_path.read_text())
