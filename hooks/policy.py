@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from eval.config import ConfigError, Program
 
 EDITABLE = ("train.py", "scratchpad.md")
-SEALED = ("data", ".git")  # roots that hold what the agent may not read (see secret())
+SEALED = ("data", ".git", "runs/confirm")  # folders that hold what the agent may not read (see secret())
 MAX_COMMAND = 4000
 MAX_HYPOTHESIS = 300
 MAX_MATCHES = 5000  # per call: a slow hook would time out, and a timed-out hook fails open
@@ -108,6 +108,8 @@ def secret(rel: Path) -> str | None:
     parts = tuple(p.lower() for p in rel.parts)
     if parts[:1] == (".git",):
         return "read .git through git log/show/diff/status, not directly"
+    if parts[:2] == ("runs", "confirm"):
+        return "runs/confirm/ holds test-split scores (./run.sh confirm), which the research loop must not see"
     if (
         parts[:1] == ("data",)
         and len(parts) > 1
@@ -124,8 +126,10 @@ def readable(ctx: Context, value: str, recursive: bool = False) -> None:
     """Refuse unless reading `value` (a whole tree when recursive) stays inside the repo and off secrets."""
     path, rel = resolve(ctx, value)
     if recursive:
+        parts = tuple(p.lower() for p in rel.parts)
         for sealed in SEALED:
-            if tuple(p.lower() for p in rel.parts) in ((), (sealed,)):  # the root, or the sealed folder
+            above = tuple(Path(sealed).parts[: len(parts)]) == parts  # the sealed folder or one above it
+            if above and (ctx.repo / sealed).exists():
                 raise Refused(
                     f"reading `{value}` recursively would reach {sealed}/; name the files or "
                     "folders to search instead (e.g. `grep -rn PATTERN train.py eval hooks`)"
@@ -177,7 +181,7 @@ def expand(ctx: Context, word: Word) -> list[str]:
         if ctx.matches > MAX_MATCHES:
             raise Refused(f"the file patterns match more than {MAX_MATCHES} files; narrow them")
     prefix = "" if word.text.startswith("/") else str(ctx.cwd) + "/"
-    args = [str(p).removeprefix(prefix) for p in found]
+    args = [str(p).removeprefix(prefix) for p in found if os.path.lexists(p)]  # like bash: what exists
     if any(a.startswith("-") for a in args):
         raise Refused(f"`{word.text}` matches a file whose name starts with '-' (it would pass as an option)")
     return args or [word.text]
