@@ -138,7 +138,7 @@ def hand_over(run_dir: Path, signal: str) -> None:
     tmp.replace(run_dir / "score_in" / "go")
 
 
-def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
+def score_outcome(result: Result, score: dict | None, direction: str) -> tuple[str, str]:
     if result.timed_out or (score or {}).get("timed_out"):
         return "crash", "scoring timed out: the exported model is too slow or too large"
     if result.oom:
@@ -149,6 +149,9 @@ def score_outcome(result: Result, score: dict | None) -> tuple[str, str]:
         return "crash", f"the exported model was rejected: {score.get('error')}"
     if not score.get("finite"):
         return "nan", "the metric is not finite (the model's outputs hold NaN or inf)"
+    if score.get("direction", direction) != direction:  # an evaluator may say which way its metric improves
+        return "crash", (f"not train.py's doing: the evaluator's metric improves when {score['direction']}d, "
+                         f"but program.md says task.direction: {direction}; fix program.md")
     return "ok", ""
 
 
@@ -210,7 +213,7 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
     if not outcome:
         score = parse_score((run_dir / "score.log").read_bytes())
         scoring_seconds = score.get("seconds") if score else scored.seconds
-        outcome, reason = score_outcome(scored, score)
+        outcome, reason = score_outcome(scored, score, task.direction)
         if outcome != "ok":
             log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
     ok = outcome == "ok"

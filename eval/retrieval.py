@@ -38,6 +38,7 @@ BATCH = 256
 INDEPENDENCE_ATOL = 1e-3
 METRICS = {"recall_at_1": lambda ranks: float((ranks == 1).double().mean()),
            "mean_rank": lambda ranks: float(ranks.double().mean())}
+DIRECTION = {"recall_at_1": "maximize", "mean_rank": "minimize"}  # checked against program.md by the harness
 
 
 def load_pairs(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,5 +109,6 @@ def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, opti
             per_fold[name].append(of(r))
     means = {name: sum(values) / folds for name, values in per_fold.items()}
     spread = torch.tensor(per_fold[metric]).std().item() if folds > 1 else 0.0
-    return {"value": means[metric], "parameters": n_params, "metric": metric, "pairs": len(images), "folds": folds,
+    return {"value": means[metric], "parameters": n_params, "metric": metric, "direction": DIRECTION[metric],
+            "pairs": len(images), "folds": folds,
             "fold_values": per_fold[metric], "fold_spread": spread, **means}

@@ -154,7 +154,7 @@ def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, opti
     """options: {"metric": a METRICS name, "target": the target column}. Scores every row of the split."""
     from eval.lm import ModelRejected, load_model
 
-    kind, _, metric = METRICS[options["metric"]]
+    kind, direction, metric = METRICS[options["metric"]]
     model, n_params = load_model(model_path)
     x, y = load_split(data_path, options["target"])
     out = outputs_of(model, x, kind)
@@ -164,4 +164,5 @@ def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, opti
     if not torch.allclose(out, flipped, atol=ROW_ATOL, rtol=0, equal_nan=True):
         raise ModelRejected("the model's output for a row depends on the other rows of the batch "
                             "(batch statistics?): each row must be scored on its own (model.eval())")
-    return {"value": metric(out, y), "parameters": n_params, "scored_bytes": data_path.stat().st_size}
+    return {"value": metric(out, y), "direction": direction, "parameters": n_params,
+            "scored_bytes": data_path.stat().st_size}

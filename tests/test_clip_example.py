@@ -14,10 +14,12 @@ import torch.nn as nn
 import yaml
 
 from eval import config, ledger, research
+from eval.experiment import score_outcome
 from eval.lm import ModelRejected
 from eval.prepare import DataError
 from eval.retrieval import score
 from examples.clip import prepare as clip
+from sandbox.job import Result
 from tests.conftest import REPO, build_repo
 
 EXAMPLE = REPO / "examples" / "clip"
@@ -126,6 +128,16 @@ def test_both_metrics_are_sane_and_the_trained_model_beats_chance(experiments):
     assert recall["value"] >= 2 / n and rank["value"] < 0.5 * chance_rank  # chance recall: 1 / n
     assert chance_rank * 0.8 < score(untrained, val, 0, 0, {"metric": "mean_rank"})["value"] < chance_rank * 1.2
     assert recall["value"] == pytest.approx(rank["recall_at_1"], abs=2 / n)
+
+
+def test_a_metric_scored_against_its_direction_is_refused(experiments):
+    root = experiments[0]
+    val, model = root / "data" / "val.bin", root / "runs" / "r0001" / "out" / "model.pt2"
+    rank = {**score(model, val, 0, 0, {"metric": "mean_rank"}), "ok": True, "finite": True}
+    assert rank["direction"] == "minimize"
+    assert score_outcome(Result(0), rank, "minimize") == ("ok", "")
+    outcome, reason = score_outcome(Result(0), rank, "maximize")  # options.metric changed, direction forgotten
+    assert outcome == "crash" and "improves when minimized" in reason and "fix program.md" in reason
 
 
 def test_k_fold_scores_the_mean_over_disjoint_galleries(experiments):
