@@ -9,9 +9,7 @@ permission system decided (`tool_result_meta`) and, at the end, what was denied.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hooks.claude_cli import cli_env, cli_path
 
 MAIN_REPO = Path(__file__).resolve().parents[1]
 # What a harness checkout is made of; the virtual environment, data and run outputs stay out.
@@ -37,17 +37,6 @@ REPO_ENTRIES = (
 )
 # git ignores `.venv/` only as a directory; the copy's `.venv` is a symlink, so say it again.
 LOCAL_EXCLUDES = ".venv\nruns/\ndata/\n__pycache__/\n"
-
-
-def cli_path() -> Path:
-    """The `claude` binary inside the installed claude_agent_sdk (found without importing it)."""
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("claude_agent_sdk is not installed")
-    path = Path(spec.origin).parent / "_bundled" / "claude"
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled Claude Code CLI at {path}")
-    return path
 
 
 @dataclass
@@ -87,24 +76,6 @@ class CompletedRun:
         if self.session_id is None:
             return None
         return next((self.home / ".claude" / "projects").glob(f"*/{self.session_id}.jsonl"), None)
-
-
-def cli_env(server_url: str, home: Path) -> dict[str, str]:
-    """A minimal environment: the local server, a dummy key, no non-essential traffic."""
-    config = home / ".claude"
-    tmp = home / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(config),
-        "TMPDIR": str(tmp),
-        "ANTHROPIC_BASE_URL": server_url,
-        "ANTHROPIC_API_KEY": "test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
 
 
 def run_claude(

@@ -357,13 +357,22 @@ def at_ledger(repo: Path, launcher: subprocess.Popen, event: str):
 
 @contextlib.contextmanager
 def mid_verdict(repo: Path, launcher: subprocess.Popen, event: str):
-    """PostToolUse between the verdict's git step and its ledger row."""
-    send(launcher, hook_input(repo, event))
-    pid = hook_python(launcher)
-    wait_for(lambda: (repo / "runs" / "r0002" / research.VERDICT).exists(), timeout=30, message="the decision")
-    with ledger_held(repo):
-        wait_for(lambda: waits_for_a_lock(pid), timeout=20, message="the hook to reach the ledger step")
-        yield pid
+    """PostToolUse between the verdict's git step and its ledger row. No race with a fast hook: git
+    waits on a held branch lock (core.filesRefLockTimeout) until the test holds the ledger."""
+    r = git.Repo(repo)
+    r.git.config("core.filesRefLockTimeout", "60000")
+    branch_lock = repo / ".git" / "refs" / "heads" / f"{r.active_branch.name}.lock"
+    branch_lock.touch()
+    try:
+        send(launcher, hook_input(repo, event))
+        pid = hook_python(launcher)
+        wait_for(lambda: (repo / "runs" / "r0002" / research.VERDICT).exists(), timeout=30, message="the decision")
+        with ledger_held(repo):
+            branch_lock.unlink()
+            wait_for(lambda: waits_for_a_lock(pid), timeout=30, message="the hook to reach the ledger step")
+            yield pid
+    finally:
+        branch_lock.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
