@@ -76,7 +76,8 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     best_row, best = best_samples(repo, task.direction, run_id)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
     values = [m["value"] for m in runs if m["outcome"] == "ok"]
-    v = verdict.judge(task.direction, program.verdict, best, outcome, values)
+    earlier = verdict.pooled_spread([r["values"] for r in ledger.read(repo) if r["id"] != run_id and r.get("values")])
+    v = verdict.judge(task.direction, program.verdict, best, outcome, values, fallback_spread=earlier)
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
     return {

@@ -16,9 +16,12 @@ The rule, exactly. s = -1 to minimize, +1 to maximize; best = the current best's
   noise:  spread = pooled sample standard deviation of best and values, counting only groups
                    of two or more, so one candidate run is judged by the best's spread:
                    sqrt(sum (n_i - 1) var_i / sum (n_i - 1)), then max(spread, min_spread);
-                   unknown (no group of two) -> min_spread
+                   unknown (no group of two) -> the spread measured over earlier experiments
+                   (fallback_spread), else min_spread
           threshold = k * spread * sqrt(1/n_best + 1/n_values)   k standard errors of the
                    difference of the two means
+          seeds ignored: a group whose different seeds gave identical values (train.py ignores
+                   the seed it is given) is one draw, not n: n_i = 1, and it measures no spread.
           keep iff delta > threshold.                            ties discard
 Pooled (Student) rather than Welch: with three seeds a side, each side's own variance is
 too noisy to stand alone, and the seed noise of two nearby train.py versions is alike.
@@ -78,9 +81,13 @@ class Samples:
         return statistics.fmean(self.values)
 
     @property
+    def draws(self) -> int:
+        return draws(self.values)
+
+    @property
     def spread(self) -> float | None:
-        """Sample standard deviation; None with one value (unknown, not zero)."""
-        return statistics.stdev(self.values) if self.n > 1 else None
+        """Sample standard deviation; None with one draw (unknown, not zero)."""
+        return statistics.stdev(self.values) if self.draws > 1 else None
 
 
 @dataclass(frozen=True)
@@ -109,9 +116,15 @@ def harness_seeds(base_seed: int, n: int, salt: str) -> list[int]:
     return seeds
 
 
+def draws(values: Sequence[float]) -> int:
+    """Independent draws among one version's seed runs: identical values from different seeds
+    mean train.py ignored the seed, and its runs are one draw repeated."""
+    return 1 if len(values) > 1 and len(set(values)) == 1 else len(values)
+
+
 def pooled_spread(groups: Sequence[Sequence[float]]) -> float | None:
-    """Pooled sample standard deviation over the groups of two or more; None if there is none."""
-    groups = [g for g in groups if len(g) > 1]
+    """Pooled sample standard deviation over the groups of two or more draws; None if there is none."""
+    groups = [g for g in groups if draws(g) > 1]
     dof = sum(len(g) - 1 for g in groups)
     return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / dof) if dof else None
 
@@ -122,10 +135,12 @@ def noise_margin(rule: VerdictRule, spread: float | None, n_best: int, n_values:
     return spread, rule.k * spread * math.sqrt(1 / n_best + 1 / n_values)
 
 
-def margin(rule: VerdictRule, best: Samples, values: Sequence[float]) -> tuple[float | None, float]:
+def margin(rule: VerdictRule, best: Samples, values: Sequence[float],
+           fallback_spread: float | None = None) -> tuple[float | None, float]:
     """(spread, threshold) under the configured rule; greedy still reports the spread it ignores."""
     spread = pooled_spread([best.values, values])
-    return (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.n, len(values))
+    spread = fallback_spread if spread is None else spread
+    return (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.draws, draws(values))
 
 
 def sign(direction: str, rule: VerdictRule) -> float:
@@ -142,7 +157,7 @@ def promising(direction: str, rule: VerdictRule, best: Samples | None, first: fl
         return False
     if best is None:
         return True  # the baseline: its spread is the yardstick for every candidate after it
-    _, threshold = noise_margin(rule, best.spread, best.n, rule.seeds)
+    _, threshold = noise_margin(rule, best.spread, best.draws, rule.seeds)
     return s * (first - best.mean) > PROMISING_FRACTION * threshold
 
 
@@ -150,8 +165,12 @@ def num(x: float) -> str:
     return f"{x:.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:.2e}"
 
 
-def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str, values: Sequence[float]) -> Verdict:
-    """The verdict on a candidate with this outcome and these values (one per seed) against the best."""
+def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str, values: Sequence[float],
+          fallback_spread: float | None = None) -> Verdict:
+    """The verdict on a candidate with this outcome and these values (one per seed) against the best.
+
+    fallback_spread: the spread measured over earlier experiments, for when neither side measures one.
+    """
     s = sign(direction, rule)
     if outcome in FAILED:
         status, what = FAILED[outcome]
@@ -162,12 +181,14 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
         return Verdict("crash", f"crash: the metric is not finite ({list(values)}) though the run ended ok")
     mean = statistics.fmean(values)
     n = len(values)
+    ignored = " (its seeds gave identical values: train.py ignores the seed, so they count as one run)"
+    ignored = ignored if draws(values) < n else ""
     if best is None:
         spread = pooled_spread([values])
-        measured = f"spread {num(spread)} over {n} seeds" if spread is not None else "1 seed, spread unknown"
-        return Verdict("keep", f"kept as the baseline: {num(mean)} ({measured})", mean, None, spread, None)
+        measured = f"spread {num(spread)} over {n} seeds" if spread is not None else f"{n} seed(s), spread unknown"
+        return Verdict("keep", f"kept as the baseline: {num(mean)} ({measured}){ignored}", mean, None, spread, None)
     delta = s * (mean - best.mean) + 0.0  # + 0.0: a tie is 0.0, not -0.0
-    spread, threshold = margin(rule, best, values)
+    spread, threshold = margin(rule, best, values, fallback_spread)
     keep = delta > threshold
     relation = (f"beats {num(best.mean)} by {num(delta)}" if delta > 0 else
                 f"trails {num(best.mean)} by {num(-delta)}" if delta < 0 else f"ties {num(best.mean)}")
@@ -182,4 +203,4 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
                f"; {required} improvement was not reached")
         why += f" (k={rule.k:g} x standard error, {spread_text}{floored})"
     status, word = ("keep", "kept") if keep else ("discard", "discarded")
-    return Verdict(status, f"{word}: {num(mean)} {relation}{why}", mean, delta, spread, threshold)
+    return Verdict(status, f"{word}: {num(mean)} {relation}{why}{ignored}", mean, delta, spread, threshold)

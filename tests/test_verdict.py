@@ -184,3 +184,33 @@ def test_exact_ties_discard(direction, rule):
     v = judge(direction, rule, Samples((2.5, 2.5, 2.5)), "ok", [2.5, 2.5, 2.5][: 3 if rule is NOISE else 1])
     assert (v.status, v.delta, v.threshold) == ("discard", 0.0, 0.0)
     assert "ties 2.5000" in v.reason
+
+
+# ------------------------------------------------------------------ train.py ignoring the seed
+
+def test_a_candidate_that_ignores_the_seed_counts_as_one_run():
+    """Three identical values from three seeds are one draw: they may not shrink the spread or the margin."""
+    best = Samples((1.0, 1.1, 0.9))  # spread 0.1
+    v = judge("minimize", NOISE, best, "ok", [0.85, 0.85, 0.85])
+    honest = judge("minimize", NOISE, best, "ok", [0.85])  # the same evidence: one run
+    assert (v.status, v.spread, v.threshold) == ("discard", honest.spread, honest.threshold)
+    assert v.threshold == pytest.approx(2.0 * 0.1 * math.sqrt(1 / 3 + 1))
+    assert "ignores the seed" in v.reason
+    assert "ignores the seed" not in judge("minimize", NOISE, best, "ok", [0.85, 0.86, 0.84]).reason
+
+
+def test_when_neither_side_measures_a_spread_the_earlier_experiments_do():
+    best = Samples((1.0, 1.0, 1.0))  # a kept version that ignored the seed
+    assert (best.draws, best.spread) == (1, None)
+    assert judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9]).status == "keep"  # nothing to judge noise by
+    v = judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9], fallback_spread=0.1)
+    assert (v.status, v.spread) == ("discard", 0.1)
+    assert v.threshold == pytest.approx(2.0 * 0.1 * math.sqrt(2))
+    assert judge("minimize", NOISE, best, "ok", [0.5, 0.5, 0.5], fallback_spread=0.1).status == "keep"
+    measured = judge("minimize", NOISE, Samples((1.0, 1.2, 0.8)), "ok", [0.9], fallback_spread=5.0)
+    assert measured.spread == pytest.approx(0.2)  # a spread measured here wins over the fallback
+
+
+def test_a_baseline_that_ignores_the_seed_says_so():
+    v = judge("minimize", NOISE, None, "ok", [2.0, 2.0, 2.0])
+    assert v.status == "keep" and v.spread is None and "ignores the seed" in v.reason
