@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import statistics
 import sys
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import config, ledger, verdict
-from eval.experiment import SANDBOX_ENV, has_gpu, parse_score
+from eval.experiment import parse_score, scorer_job
 from eval.prepare import DataError, load_manifest, verify
+from eval.research import seed_dirs
 from sandbox.job import Job, Mount
 from sandbox.logsink import LogSink
-from sandbox.runtime import python_executable
 
 TEST = "test.bin"
 CONFIRM_DIR = Path("runs") / "confirm"
@@ -52,29 +51,10 @@ class Scored:
     test: list[float]
 
 
-def seed_dirs(run_dir: Path) -> list[Path]:
-    """runs/<id> holds the first seed, runs/<id>/s2, s3, ... the others."""
-    extra = [p for p in run_dir.glob("s[0-9]*") if p.name[1:].isdigit()]
-    return [run_dir, *sorted(extra, key=lambda p: int(p.name[1:]))]
-
-
 def test_job(program: config.Program, model: Path, data_dir: Path, harness: Path) -> Job:
     """The scoring sandbox of eval/experiment.py, with the test split instead of val."""
-    task = program.task
-    split = f"/data/{secrets.token_hex(16)}/{TEST}"  # a path no exported program can know in advance
-    return Job(
-        argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
-              "--data", split, "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
-              "--options", json.dumps(task.options), "--score-seconds", str(program.limits.score_seconds)],
-        mounts=[Mount(harness / "eval", "/harness/eval"), Mount(model, "/in/model.pt2"),
-                Mount(data_dir / TEST, split)],
-        env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
-        timeout_s=START_S + program.limits.score_seconds,
-        limits=program.limits,
-        workdir="/tmp",
-        gpu=has_gpu(),
-        owner=str(model.parent.resolve()),
-    )
+    return scorer_job(program, data_dir / TEST, Mount(model, "/in/model.pt2"), harness, model.parent,
+                      START_S + program.limits.score_seconds)
 
 
 def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, Path]]:

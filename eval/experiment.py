@@ -68,25 +68,30 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
     )
 
 
-def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path, budget: float) -> Job:
-    """The scorer starts with training and waits for runs/<id>/score_in/go (see eval/score.py)."""
+def scorer_job(program: config.Program, split: Path, model: Mount, harness: Path, owner: Path, timeout_s: float,
+               extra: tuple[str, ...] = ()) -> Job:
+    """eval/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone."""
     task = program.task
-    wait = budget + task.grace_seconds + 30
-    split = f"/data/{secrets.token_hex(16)}/val.bin"  # a path no exported program can know in advance
+    secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
     return Job(
         argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
-              "--data", split, "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
-              "--options", json.dumps(task.options), "--go", "/in/go", "--wait-seconds", str(wait),
-              "--score-seconds", str(program.limits.score_seconds)],
-        mounts=[Mount(harness / "eval", "/harness/eval"), Mount(run_dir / "score_in", "/in"),
-                Mount(data_dir / "val.bin", split)],
+              "--data", secret, "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
+              "--options", json.dumps(task.options), "--score-seconds", str(program.limits.score_seconds), *extra],
+        mounts=[Mount(harness / "eval", "/harness/eval"), model, Mount(split, secret)],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
-        timeout_s=wait + program.limits.score_seconds,
+        timeout_s=timeout_s,
         limits=program.limits,
         workdir="/tmp",
         gpu=has_gpu(),
-        owner=str(run_dir.resolve()),
+        owner=str(owner.resolve()),
     )
+
+
+def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path, budget: float) -> Job:
+    """The scorer starts with training and waits for runs/<id>/score_in/go (see eval/score.py)."""
+    wait = budget + program.task.grace_seconds + 30
+    return scorer_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), harness, run_dir,
+                      wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
 
 
 def parse_score(log: bytes) -> dict | None:
@@ -240,11 +245,16 @@ def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None
         "log_tail": log_tail,
         "reported": read_reported(run_dir / "out"),
     }
+    write_metrics(run_dir, metrics)
+    return metrics
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    """runs/<id>/metrics.json, schema-checked and written whole (a reader never sees half a file)."""
     jsonschema.validate(metrics, METRICS_SCHEMA)
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     tmp.replace(run_dir / "metrics.json")
-    return metrics
 
 
 def summary(m: dict) -> str:

@@ -21,8 +21,6 @@ import os
 import shutil
 from pathlib import Path
 
-import jsonschema
-
 from eval import config
 
 ENV = "AUTORESEARCH_RECORDED_RUNS"
@@ -38,7 +36,7 @@ def recording() -> Path | None:
 def run(path: Path, repo: Path, hypothesis: str, budget: float | None, seed: int | None,
         run: tuple[str, Path] | None, source: Path | None) -> dict:
     """Stand-in for eval.experiment.run_experiment: snapshot train.py, write the recorded metrics."""
-    from eval.experiment import METRICS_SCHEMA, new_run_dir
+    from eval.experiment import new_run_dir, write_metrics
 
     program = config.load(repo / "program.md")
     task = program.task
@@ -61,8 +59,5 @@ def run(path: Path, repo: Path, hypothesis: str, budget: float | None, seed: int
         "data_manifest_hash": "0" * 64, "backend": BACKEND, "exit_code": None,
         "reason": entry["reason"], "log_tail": entry["log_tail"], "reported": {},
     }
-    jsonschema.validate(metrics, METRICS_SCHEMA)
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(run_dir / "metrics.json")
+    write_metrics(run_dir, metrics)
     return metrics

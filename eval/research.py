@@ -51,13 +51,18 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def seed_dirs(run_dir: Path) -> list[Path]:
+    """runs/<id> holds the first seed, runs/<id>/s2, s3, ... the others."""
+    extra = [p for p in run_dir.glob("s[0-9]*") if p.name[1:].isdigit()]
+    return [run_dir, *sorted(extra, key=lambda p: int(p.name[1:]))]
+
+
 def seed_runs(run_dir: Path) -> list[dict]:
     """The metrics of every seed of one experiment, the first one first."""
-    paths = [run_dir / "metrics.json"] + sorted(run_dir.glob("s*/metrics.json"), key=lambda p: int(p.parent.name[1:]))
     runs = []
-    for path in paths:
+    for d in seed_dirs(run_dir):
         try:
-            runs.append(json.loads(path.read_text()))
+            runs.append(json.loads((d / "metrics.json").read_text()))
         except (OSError, ValueError):
             continue
     return runs
