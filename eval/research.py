@@ -68,8 +68,7 @@ def seed_runs(run_dir: Path) -> list[dict]:
     return runs
 
 
-def best_samples(repo: Path, direction: str, exclude: str) -> tuple[dict | None, verdict.Samples | None]:
-    rows = [r for r in ledger.read(repo) if r["id"] != exclude]
+def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict.Samples | None]:
     best = ledger.best(rows, direction)
     return best, (verdict.Samples(tuple(best["values"])) if best else None)
 
@@ -78,10 +77,11 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
     runs = seed_runs(repo / "runs" / run_id)
-    best_row, best = best_samples(repo, task.direction, run_id)
+    rows = [r for r in ledger.read(repo) if r["id"] != run_id]
+    best_row, best = best_samples(rows, task.direction)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
     values = [m["value"] for m in runs if m["outcome"] == "ok"]
-    earlier = verdict.pooled_spread([r["values"] for r in ledger.read(repo) if r["id"] != run_id and r.get("values")])
+    earlier = verdict.pooled_spread([r["values"] for r in rows if r.get("values")])
     v = verdict.judge(task.direction, program.verdict, best, outcome, values, fallback_spread=earlier)
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
@@ -199,7 +199,7 @@ def experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, 
     history.check(repo)
     with exclusive(repo):
         recover(repo, say)
-        _, best = best_samples(repo, task.direction, exclude="")
+        _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / "runs")
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
         try:
