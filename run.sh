@@ -39,14 +39,14 @@ ensure_env() {
 ensure_env
 PY="$VENV/bin/python"
 case "${1:-}" in
-    prepare) shift; exec "$PY" -m eval.prepare "$@" ;;
-    status)  shift; exec "$PY" -m eval.status "$@" ;;
+    prepare) shift; exec "$PY" -m commands.prepare "$@" ;;
+    status)  shift; exec "$PY" -m commands.status "$@" ;;
     test)    shift; exec "$PY" -m pytest "$@" ;;
-    demo)    shift; exec "$PY" -m hooks.demo "$@" ;;
-    replay)  shift; exec "$PY" -m hooks.replay "$@" ;;
-    loop)    shift; exec "$PY" -m hooks.loop "$@" ;;
-    adopt)   shift; exec "$PY" -m eval.adopt "$@" ;;
-    confirm) shift; exec "$PY" -m eval.confirm "$@" ;;
+    demo)    shift; exec "$PY" -m replay.demo "$@" ;;
+    replay)  shift; exec "$PY" -m replay.replay "$@" ;;
+    loop)    shift; exec "$PY" -m loop.loop "$@" ;;
+    adopt)   shift; exec "$PY" -m commands.adopt "$@" ;;
+    confirm) shift; exec "$PY" -m commands.confirm "$@" ;;
     hardening) shift; exec "$PY" -m tests.hardening "$@" ;;
-    *)       exec "$PY" -m eval.research "$@" ;;
+    *)       exec "$PY" -m commands.experiment "$@" ;;
 esac

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from eval.experiment import run_experiment  # noqa: E402
+from eval.trial import run_trial  # noqa: E402
 
 
 def direct_run(budget: float) -> tuple[float, dict]:
@@ -37,7 +37,7 @@ def direct_run(budget: float) -> tuple[float, dict]:
 
 def harness_run(scratch: Path, budget: float) -> tuple[float, dict]:
     t0 = time.monotonic()
-    metrics = run_experiment(scratch, "benchmark", budget=budget, echo=lambda s: None)
+    metrics = run_trial(scratch, hypothesis="benchmark", budget=budget, echo=lambda s: None)
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
     return time.monotonic() - t0, metrics
 

@@ -78,7 +78,7 @@ def main() -> None:
             hook.append(timed(launch, events[i % len(events)]))
             floor.append(timed([python, "-c", "pass"]))
         imports = {m: [timed([python, "-E", "-c", f"import {m}"]) for _ in range(20)]
-                   for m in ("hooks.policy", "eval.config")}
+                   for m in ("hooks.guard.policy", "eval.config")}
     hook_p50, hook_p95 = percentiles(hook)
     floor_p50, floor_p95 = percentiles(floor)
     print(f"PreToolUse hook via hooks/launch, {args.calls} calls over {len(CALLS)} tool inputs")

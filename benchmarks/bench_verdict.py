@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from eval import config  # noqa: E402
-from eval.experiment import run_experiment  # noqa: E402
+from eval.trial import run_trial  # noqa: E402
 from eval.verdict import Samples, harness_seeds, judge, promising  # noqa: E402
 
 SHIPPED_LR = "LEARNING_RATE = 2e-3"
@@ -45,7 +45,7 @@ def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> list[
         (scratch / "data").symlink_to(REPO / "data")
         values = []
         for i, s in enumerate(harness_seeds(seed, n, f"bench_verdict/{name}"), start=1):
-            m = run_experiment(scratch, name, budget=budget, seed=s, echo=lambda _: None)
+            m = run_trial(scratch, hypothesis=name, budget=budget, seed=s, echo=lambda _: None)
             if m["outcome"] != "ok":
                 sys.exit(f"{name}: run {i} (seed {s}) ended {m['outcome']}: {m['reason']}\n{m['log_tail']}")
             values.append(m["value"])

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.job import Limits
+
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "program.schema.json"
 # Validated front matter by content hash: the guard reads program.md on every tool call,
 # and yaml + jsonschema cost it ~250 ms to import. The agent cannot write under eval/.
@@ -20,10 +22,9 @@ TASK_DEFAULTS = {
     "train_file": "train.py",
     "grace_seconds": 60,
     "seed": 1337,
-    "eval_bytes": 1 << 16,
-    "seq_len": 256,
     "options": {},
 }
+MOVED_TO_OPTIONS = ("seq_len", "eval_bytes")  # task keys of earlier versions, now evaluator options
 VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
@@ -42,18 +43,7 @@ class Task:
     budget_seconds: float
     grace_seconds: float
     seed: int
-    eval_bytes: int
-    seq_len: int
     options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_gb: float
-    pids: int
-    shm_mb: int
-    output_mb: int
-    score_seconds: float
 
 
 @dataclass(frozen=True)
@@ -124,6 +114,10 @@ def validated(raw_yaml: str, source: str) -> dict:
         raise ConfigError(f"{source}: the front matter is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the front matter must be a mapping of settings")
+    moved = [k for k in MOVED_TO_OPTIONS if isinstance(data.get("task"), dict) and k in data["task"]]
+    if moved:
+        raise ConfigError(f"{source}: task.{moved[0]} is now task.options.{moved[0]}: the evaluator's settings "
+                          f"live in task.options (e.g. options: {{seq_len: 256, eval_bytes: 65536}})")
     schema = json.loads(SCHEMA_PATH.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:

@@ -1,282 +1,212 @@
-"""One experiment: snapshot train.py, train it in the sandbox, score it in another, write metrics.json.
+"""One experiment: a candidate train.py measured in one or more trials, and its verdict applied.
 
-Only the harness writes runs/<id>/metrics.json. What train.py prints or leaves in its
-output dir is kept for reading, never for the score.
+`./run.sh` (commands/experiment.py) runs the candidate's first trial; when the noise rule
+finds it promising (or when it is the baseline), it runs more trials with seeds the harness
+chooses. Then the verdict is applied,
+in steps that are each idempotent and recorded in runs/<id>/verdict.json:
+  1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
+  2. git: keep commits train.py, anything else stores it under a ref and restores the best;
+  3. append the ledger row (a no-op if the id is there);  4. redraw progress.png;
+  5. mark the verdict applied.
+A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) completes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import secrets
-import shutil
-import time
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import fcntl
+from contextlib import contextmanager
 from pathlib import Path
 
-import jsonschema
+from eval import config, verdict
+from eval.record import history, ledger, plot
+from eval.record.runs import RUNS, VERDICT, experiment_ids, new_run_dir, read_json, seed_dirs, trial_dir, write_json
+from eval.record.text import value
+from eval.trial import Measure
 
-from eval import config
-from eval.prepare import load_manifest
-from eval.score import MARKER
-from sandbox.backends import select_backend
-from sandbox.job import Job, Mount, Result, SandboxFailed
-from sandbox.logsink import LogSink
-from sandbox.runtime import python_executable
-
-METRICS_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "metrics.schema.json").read_text())
-REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
-                 "final_loss": float}
-SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "PATH": "/usr/bin:/bin"}
+LOCK = ".lock"
 
 
-def new_run_dir(runs: Path) -> tuple[str, Path]:
-    """Allocate the next id r0001, r0002, ...; mkdir is atomic, so two runs never share one."""
-    runs.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[1:]) for p in runs.glob("r[0-9]*") if p.name[1:].isdigit()]
-    n = max(taken, default=0) + 1
-    while True:
-        run_id = f"r{n:04d}"
+class Busy(RuntimeError):
+    """Another experiment holds the repository."""
+
+
+@contextmanager
+def exclusive(repo: Path):
+    """One experiment at a time per repository: a second ./run.sh is refused, not queued."""
+    (repo / RUNS).mkdir(exist_ok=True)
+    with open(repo / RUNS / LOCK, "w") as f:
         try:
-            (runs / run_id).mkdir()
-            return run_id, runs / run_id
-        except FileExistsError:
-            n += 1
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy("another experiment is running in this repository; wait for its verdict") from None
+        yield
 
 
-def has_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidiactl")
+def seed_runs(run_dir: Path) -> list[dict]:
+    """The metrics of every trial (seed) of one experiment, the first one first."""
+    return [m for d in seed_dirs(run_dir) if (m := read_json(d / "metrics.json")) is not None]
 
 
-def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int) -> Job:
+def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict.Samples | None]:
+    best = ledger.best(rows, direction)
+    return best, (verdict.Samples(tuple(best["values"])) if best else None)
+
+
+def decide(repo: Path, run_id: str, program: config.Program) -> dict:
+    """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
-    return Job(
-        argv=[python_executable(), "/code/train.py"],
-        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin")],
-        env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
-             "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
-             "AUTORESEARCH_SEQ_LEN": str(task.seq_len)},
-        timeout_s=budget + task.grace_seconds,
-        limits=program.limits,
-        out_dir=run_dir / "out",
-        workdir="/out",
-        gpu=has_gpu(),
-        owner=str(run_dir.resolve()),
-    )
-
-
-def scorer_job(program: config.Program, split: Path, model: Mount, harness: Path, owner: Path, timeout_s: float,
-               extra: tuple[str, ...] = ()) -> Job:
-    """eval/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone."""
-    task = program.task
-    secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
-    return Job(
-        argv=[python_executable(), "-m", "eval.score", "--evaluator", task.evaluator, "--model", "/in/model.pt2",
-              "--data", secret, "--seq-len", str(task.seq_len), "--eval-bytes", str(task.eval_bytes),
-              "--options", json.dumps(task.options), "--score-seconds", str(program.limits.score_seconds), *extra],
-        mounts=[Mount(harness / "eval", "/harness/eval"), model, Mount(split, secret)],
-        env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
-        timeout_s=timeout_s,
-        limits=program.limits,
-        workdir="/tmp",
-        gpu=has_gpu(),
-        owner=str(owner.resolve()),
-    )
-
-
-def scoring_job(program: config.Program, run_dir: Path, data_dir: Path, harness: Path, budget: float) -> Job:
-    """The scorer starts with training and waits for runs/<id>/score_in/go (see eval/score.py)."""
-    wait = budget + program.task.grace_seconds + 30
-    return scorer_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), harness, run_dir,
-                      wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
-
-
-def parse_score(log: bytes) -> dict | None:
-    for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    return None
-
-
-def read_reported(out_dir: Path) -> dict:
-    """train.py's own account of itself, reduced to known, finite fields."""
-    try:
-        raw = json.loads((out_dir / "train_stats.json").read_text()[:100_000])
-    except (OSError, ValueError):
-        return {}
-    reported = {}
-    for key, kind in REPORTED_KEYS.items():
-        value = raw.get(key) if isinstance(raw, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            reported[key] = kind(value)
-    return reported
-
-
-def training_outcome(result: Result, program: config.Program, budget: float) -> tuple[str, str]:
-    """Classify the training process; ("", "") means go on and score it."""
-    if result.timed_out:
-        grace = program.task.grace_seconds
-        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {grace:g}s"
-    if result.oom:
-        return "oom", f"out of memory (limit {program.limits.memory_gb:g} GB)"
-    if result.exit_code != 0:
-        return "crash", f"train.py exited with status {result.exit_code}"
-    if result.out_error:
-        return "crash", result.out_error
-    return "", ""
-
-
-def infrastructure(error: SandboxFailed) -> str:
-    return f"not train.py's doing: the sandbox failed ({error}); run it again once the sandbox works"
-
-
-def hand_over(run_dir: Path, signal: str) -> None:
-    """Give the waiting scorer the model ('go') or send it home ('cancel')."""
-    model = run_dir / "out" / "model.pt2"
-    if signal == "go" and model.is_file():
-        shutil.copyfile(model, run_dir / "score_in" / "model.pt2")
-    tmp = run_dir / "score_in" / "go.tmp"
-    tmp.write_text(signal)
-    tmp.replace(run_dir / "score_in" / "go")
-
-
-def score_outcome(result: Result, score: dict | None, direction: str) -> tuple[str, str]:
-    if result.timed_out or (score or {}).get("timed_out"):
-        return "crash", "scoring timed out: the exported model is too slow or too large"
-    if result.oom:
-        return "oom", "out of memory while scoring the exported model"
-    if score is None:
-        return "crash", f"the scorer produced no result (exit status {result.exit_code})"
-    if not score.get("ok"):
-        return "crash", f"the exported model was rejected: {score.get('error')}"
-    if not score.get("finite"):
-        return "nan", "the metric is not finite (the model's outputs hold NaN or inf)"
-    if score.get("direction", direction) != direction:  # an evaluator may say which way its metric improves
-        return "crash", (f"not train.py's doing: the evaluator's metric improves when {score['direction']}d, "
-                         f"but program.md says task.direction: {direction}; fix program.md")
-    return "ok", ""
-
-
-def run_experiment(repo: Path, hypothesis: str = "", budget: float | None = None, seed: int | None = None,
-                   unsafe: bool = False, echo=None, run: tuple[str, Path] | None = None,
-                   source: Path | None = None) -> dict:
-    """Run repo/train.py (or source) once in the sandbox and return its validated metrics.
-
-    run: (id, empty dir) to run in, for the extra seeds of one experiment; else the next rNNNN.
-    """
-    from eval import replayed
-
-    if (recorded := replayed.recording()) is not None:  # a replay serving recorded metrics (CI)
-        return replayed.run(recorded, repo, hypothesis, budget, seed, run, source)
-    t0 = time.monotonic()
-    program = config.load(repo / "program.md")
-    data_dir = repo / "data"
-    manifest = load_manifest(data_dir)
-    backend = select_backend(unsafe)
-    task = program.task
-    budget = task.budget_seconds if budget is None else budget
-    seed = task.seed if seed is None else seed
-
-    run_id, run_dir = run or new_run_dir(repo / "runs")
-    shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
-    train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
-    say = echo or (lambda s: print(s, flush=True))
-    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
-
-    (run_dir / "score_in").mkdir()
-    sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
-    score_sink = LogSink(run_dir / "score.log", echo=False)
-    harness = Path(__file__).resolve().parent.parent
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        scoring = pool.submit(backend.run, scoring_job(program, run_dir, data_dir, harness, budget), score_sink)
-        signal, t_train = "cancel", time.monotonic()
-        try:
-            train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
-            outcome, reason = training_outcome(train, program, budget)
-            signal = "cancel" if outcome else "go"
-            if signal == "go":
-                say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
-        except SandboxFailed as e:  # a crash of the infrastructure, recorded as one: no score, the diff kept
-            train, outcome, reason = Result(None, seconds=time.monotonic() - t_train), "crash", infrastructure(e)
-            sink(f"\n[harness] {reason}\n".encode())
-        finally:
-            hand_over(run_dir, signal)
-            sink.close()
-        try:
-            scored = scoring.result()
-        except SandboxFailed as e:
-            scored = None
-            if not outcome:
-                outcome, reason = "crash", infrastructure(e)
-                score_sink(f"\n[harness] {reason}\n".encode())
-    score_sink.close()
-    log_tail = sink.tail_text()
-    score, scoring_seconds = None, None
-    if not outcome:
-        score = parse_score((run_dir / "score.log").read_bytes())
-        scoring_seconds = score.get("seconds") if score else scored.seconds
-        outcome, reason = score_outcome(scored, score, task.direction)
-        if outcome != "ok":
-            log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
-    ok = outcome == "ok"
-    metrics = {
+    runs = seed_runs(repo / RUNS / run_id)
+    rows = [r for r in ledger.read(repo) if r["id"] != run_id]
+    best_row, best = best_samples(rows, task.direction)
+    outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
+    values = [m["value"] for m in runs if m["outcome"] == "ok"]
+    earlier = verdict.pooled_spread([r["values"] for r in rows if r.get("values")])
+    v = verdict.judge(task.direction, program.verdict, best, outcome, values, fallback_spread=earlier)
+    first = runs[0] if runs else {}
+    reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
+    return {
         "id": run_id,
+        "status": v.status,
         "outcome": outcome,
         "metric": task.metric,
         "direction": task.direction,
-        "value": score["value"] if ok else None,
-        "hypothesis": hypothesis,
-        "seed": seed,
-        "budget_seconds": budget,
-        "training_seconds": round(train.seconds, 3),
-        "scoring_seconds": None if scoring_seconds is None else round(scoring_seconds, 3),
-        "total_seconds": round(time.monotonic() - t0, 3),
-        "peak_memory_mb": None if train.peak_memory_mb is None else round(train.peak_memory_mb, 1),
-        "parameters": score.get("parameters") if score else None,
-        "scored_bytes": score.get("scored_bytes") if score else None,
-        "train_sha256": train_sha,
-        "data_manifest_hash": manifest["hash"],
-        "backend": backend.name,
-        "exit_code": train.exit_code,
+        "values": values,
+        "seeds": [m["seed"] for m in runs],
+        "mean": v.mean,
+        "spread": v.spread,
+        "delta": v.delta,
+        "threshold": v.threshold,
         "reason": reason,
-        "log_tail": log_tail,
-        "reported": read_reported(run_dir / "out"),
+        "rule": program.verdict.rule,
+        "best_id": best_row["id"] if best_row else None,
+        "best_mean": best_row["mean"] if best_row else None,
+        "hypothesis": first.get("hypothesis", ""),
+        "phase": program.current_phase.name,
+        "peak_memory_mb": first.get("peak_memory_mb"),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs),
+        "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
+        "applied": False,
     }
-    write_metrics(run_dir, metrics)
-    return metrics
 
 
-def write_metrics(run_dir: Path, metrics: dict) -> None:
-    """runs/<id>/metrics.json, schema-checked and written whole (a reader never sees half a file)."""
-    jsonschema.validate(metrics, METRICS_SCHEMA)
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(run_dir / "metrics.json")
+def commit_message(d: dict) -> tuple[str, str]:
+    mean = value(d["mean"])
+    subject = f"{d['id']} {d['status']}: {d['metric']} {mean} | {d['hypothesis'][:60] or 'no hypothesis given'}"
+    body = "\n".join([
+        f"experiment: {d['id']}", f"metric: {d['metric']} = {mean} ({d['direction']}, seeds {d['seeds']})",
+        f"delta: {value(d['delta'])} against {d['best_id'] or 'none (baseline)'}, threshold {value(d['threshold'])}",
+        f"spread: {value(d['spread'])}", f"phase: {d['phase']}", f"hypothesis: {d['hypothesis']}",
+        f"verdict: {d['reason']}",
+    ])
+    return subject, body
 
 
-def summary(m: dict) -> str:
-    value = "-" if m["value"] is None else f"{m['value']:.6f}"
-    rep = m["reported"]
-    where = "runs/" + m["id"].replace("-", "/")  # r0001-s2 is runs/r0001/s2
+def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None) -> dict:
+    """Decide (once) and apply the verdict of one experiment; safe to call again at any point.
+
+    program: what the experiment ran under; a human's edit to program.md mid-run (even a broken
+    one) then does not strand a verdict. Read from program.md when not given (recovery).
+    """
+    run_dir = repo / RUNS / run_id
+    path = run_dir / VERDICT
+    d = read_json(path)
+    if d and d.get("applied"):
+        return d
+    program = program or config.load(repo / "program.md")
+    if d is None:
+        d = decide(repo, run_id, program)
+        write_json(path, d)
+    subject, body = commit_message(d)
+    candidate = run_dir / "train.py"
+    if d["status"] == "keep":
+        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body), None
+    elif candidate.exists():
+        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject), history.head(repo)
+    else:  # killed before the snapshot: nothing ran, nothing to keep
+        history.restore_best(repo)
+        d["diff_ref"], d["commit"] = None, history.head(repo)
+    ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
+    plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
+    d["applied"] = True
+    write_json(path, d)
+    return d
+
+
+def pending(repo: Path) -> list[str]:
+    """Experiments whose verdict was never applied (the harness was killed), oldest first."""
+    return [i for i in experiment_ids(repo) if not (read_json(repo / RUNS / i / VERDICT) or {}).get("applied")]
+
+
+def recover(repo: Path, say=print) -> None:
+    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts."""
+    from sandbox.backends import remove_leftovers  # the sandbox stack: only runs need it
+
+    for name in remove_leftovers(str((repo / RUNS).resolve()) + "/"):
+        say(f"removed the container {name} left running by an interrupted experiment")
+    ledger.repair(repo)
+    for run_id in pending(repo):
+        say(f"[{run_id}] completing the verdict of an interrupted experiment")
+        apply_verdict(repo, run_id)
+
+
+def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print,
+                   measure: Measure | None = None) -> dict:
+    """Run one experiment (extra trials where needed) and apply its verdict.
+
+    measure: how each trial is measured; the sandbox (eval/trial.py) unless a replay serves recordings.
+    """
+    from eval.trial import run_trial, summary  # the sandbox stack: only runs need it
+
+    measure = measure or run_trial
+    program = config.load(repo / "program.md")
+    task, rule = program.task, program.verdict
+    budget = task.budget_seconds if budget is None else budget
+    hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
+    history.check(repo)
+    with exclusive(repo):
+        recover(repo, say)
+        _, best = best_samples(ledger.read(repo), task.direction)
+        run_id, run_dir = new_run_dir(repo / RUNS)
+        seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
+        try:
+            first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
+                            unsafe)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+            raise
+        say(summary(first))
+        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
+            best is None or verdict.promising(task.direction, rule, best, first["value"]))
+        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
+            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
+            trial = trial_dir(run_dir, k)
+            trial[1].mkdir()
+            m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
+            say(summary(m))
+            if m["outcome"] != "ok":
+                break
+        return apply_verdict(repo, run_id, program)
+
+
+def verdict_text(d: dict) -> str:
+    """The verdict as the agent reads it (PostToolUse additionalContext and the terminal)."""
     lines = [
-        "-" * 60,
-        f"experiment   {m['id']}    outcome {m['outcome'].upper()}",
-        f"{m['metric']:<12} {value}   ({m['direction']})",
+        f"[{d['id']}] VERDICT: {d['status'].upper()} ({d['outcome']}) {d['metric']} {value(d['mean'])} "
+        f"over {len(d['values'])} seed(s), {d['direction']}",
+        f"why: {d['reason']}",
     ]
-    if m["reason"]:
-        lines.append(f"reason       {m['reason']}")
-    lines += [
-        f"time         train {m['training_seconds']:.1f}s  score {m['scoring_seconds'] or 0:.1f}s  "
-        f"total {m['total_seconds']:.1f}s  (budget {m['budget_seconds']:g}s)",
-        f"model        {m['parameters'] or 0:,} parameters   peak memory "
-        + ("-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f} MB"),
-        f"train.py     steps {rep.get('steps', '-')}   {rep.get('tokens_per_second', 0):,.0f} bytes/s (reported)",
-        f"files        {where}/train.log  {where}/metrics.json",
-        "-" * 60,
-    ]
-    if m["outcome"] != "ok":
-        lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
+    if d["best_id"]:
+        lines.append(f"best before: {d['best_id']} at {value(d['best_mean'])}; delta {value(d['delta'])}, "
+                     f"required {value(d['threshold'])}, spread {value(d['spread'])}")
+    if d["status"] == "keep":
+        lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
+    else:
+        lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
+                     f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
+    if d["log_tail"]:
+        lines.append("log tail:\n" + "\n".join(d["log_tail"].splitlines()[-12:]))
+    lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "
+                 f"the next ./run.sh is refused until scratchpad.md mentions {d['id']}.")
     return "\n".join(lines)

@@ -12,8 +12,9 @@ import re
 import sys
 from pathlib import Path
 
-from hooks import shell
-from hooks.policy import Refused, run_form
+from hooks.guard import shell
+from hooks.guard.paths import Refused
+from hooks.guard.policy import run_form
 
 REPO = Path(__file__).resolve().parent.parent
 VERDICT_LINE = re.compile(r"^\[(r\d{4,})\] VERDICT:", re.MULTILINE)
@@ -29,19 +30,19 @@ def is_experiment(command: object) -> bool:
 
 
 def report(repo: Path, response: dict) -> str:
-    from eval import research
+    from eval import experiment
 
     said = VERDICT_LINE.findall(str(response.get("stdout", "")))
-    waiting = research.pending(repo)
+    waiting = experiment.pending(repo)
     run_id = said[-1] if said else (waiting[-1] if waiting else None)
     if run_id is None:
         stderr = str(response.get("stderr", ""))[-1500:]
         return f"No verdict: ./run.sh did not complete an experiment.\n{stderr}".strip()
     try:
-        with research.exclusive(repo):
-            research.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
-            return research.verdict_text(research.apply_verdict(repo, run_id))
-    except research.Busy as e:
+        with experiment.exclusive(repo):
+            experiment.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
+            return experiment.verdict_text(experiment.apply_verdict(repo, run_id))
+    except experiment.Busy as e:
         return f"{e}. Its verdict will be applied when it ends; do not start another run."
 
 

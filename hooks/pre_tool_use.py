@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from hooks import audit, policy
+from hooks import audit
+from hooks.guard import policy
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hooks import start_state
-from hooks.stop import CONTINUE, best_text, budget_text, hours_since_start, open_hypotheses, show
+from hooks.stop import CONTINUE
 
 REPO = Path(__file__).resolve().parent.parent
 RECENT = 5
@@ -25,16 +24,21 @@ LOOP = (
 
 
 def recent_rows(rows: list[dict]) -> list[str]:
-    from eval import ledger
+    from eval.record import ledger
+    from eval.record.text import value
 
     return [
-        f"  {r['id']}  {r['status']:<7}  {show(r.get('mean')):>10}  {(r.get('hypothesis') or '')[:100]}"
+        f"  {r['id']}  {r['status']:<7}  {value(r.get('mean')):>10}  {(r.get('hypothesis') or '')[:100]}"
         for r in ledger.last(rows, RECENT)
     ]
 
 
 def context(repo: Path, source: str) -> str:
-    from eval import config, ledger
+    from eval import config
+    from eval.brief import best_text, budget_text
+    from eval.record import ledger
+    from eval.record.scratchpad import open_hypotheses
+    from eval.rules import hours_since_start
 
     lines = [f"autoresearch state (SessionStart: {source}), read from program.md, runs/ledger.jsonl, scratchpad.md."]
     rows = ledger.read(repo)
@@ -73,6 +77,8 @@ def respond(raw: str, repo: Path) -> dict:
         text = f"autoresearch: the SessionStart hook could not read the research state ({type(e).__name__}: {e}).\n"
         text += f"Read scratchpad.md and run ./run.sh status to see where the research stands. {CONTINUE}"
     try:
+        from hooks import start_state
+
         start_state.save(repo, json.loads(raw or "{}"))  # for replays of this session
     except Exception as e:  # the session goes on; only its replay loses its starting point
         print(f"session_start: the start state was not saved: {type(e).__name__}: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""What every backend is asked to run, and what it reports back."""
+"""What every backend is asked to run, under which limits, and what it reports back."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.config import Limits
-
 UID = 1000  # the unprivileged user that runs untrusted code in every backend
 TMP_MB = 512  # the private /tmp, capped like the output dir
 MAX_OUT_FILES = 1000  # entries in the output dir: many empty files fit any byte cap
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The resource caps of one sandboxed process (program.md's `sandbox:` section)."""
+
+    memory_gb: float
+    pids: int
+    shm_mb: int
+    output_mb: int
+    score_seconds: float
 
 
 @dataclass(frozen=True)

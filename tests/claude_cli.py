@@ -19,22 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.claude_cli import cli_env, cli_path
+from loop.claude_cli import cli_env, cli_path
+from replay.replay import HARNESS
 
 MAIN_REPO = Path(__file__).resolve().parents[1]
 # What a harness checkout is made of; the virtual environment, data and run outputs stay out.
-REPO_ENTRIES = (
-    ".claude",
-    ".gitignore",
-    "hooks",
-    "eval",
-    "sandbox",
-    "program.md",
-    "scratchpad.md",
-    "train.py",
-    "run.sh",
-    "pyproject.toml",
-)
+REPO_ENTRIES = (*HARNESS, "program.md", "scratchpad.md", "train.py")
 # git ignores `.venv/` only as a directory; the copy's `.venv` is a symlink, so say it again.
 LOCAL_EXCLUDES = ".venv\nruns/\ndata/\n__pycache__/\n"
 

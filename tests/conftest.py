@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from eval.prepare import prepare
+from eval.data import prepare
+from replay import replay as harness_code
 
 REPO = Path(__file__).resolve().parent.parent
-HARNESS = (".claude", "eval", "sandbox", "hooks", "program.md", "scratchpad.md", "train.py", "run.sh", "pyproject.toml")
+HARNESS = (*harness_code.HARNESS, "program.md", "scratchpad.md", "train.py")
 
 # Small but real: short budgets, a small scored slice, tight sandbox limits.
 TEST_FRONT_MATTER = """---
@@ -22,8 +23,7 @@ task:
   budget_seconds: {budget}
   grace_seconds: {grace}
   seed: 1337
-  eval_bytes: 16384
-  seq_len: 64
+  options: {{seq_len: 64, eval_bytes: 16384}}
 sandbox:
   memory_gb: {memory_gb}
   pids: 128
@@ -45,7 +45,7 @@ def write_program(
     repo: Path,
     metric="val_bpb",
     direction="minimize",
-    evaluator="eval.bpb:score",
+    evaluator="eval.scoring.bpb:score",
     budget=2,
     grace=40,
     memory_gb=2,

@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from eval import adopt, confirm, ledger, research, tabular
+from commands import adopt, confirm
+from eval import experiment
+from eval.record import ledger
+from eval.scoring import tabular
 from tests.conftest import TEST_FRONT_MATTER, build_repo
 
 LEGACY = '''"""Old research code: a small MLP on the blobs table. Reports its own test accuracy."""
@@ -80,7 +83,7 @@ def clone(tmp_path: Path, corpus: Path) -> Path:
     """A fresh harness clone: committed, no data frozen yet; one seed per version keeps the test short
     (the seed layout runs/<id>/s2 is confirm's test's). The grace is wide: on a loaded 2-core machine,
     importing torch in the sandbox alone took 22 s."""
-    program = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.bpb:score",
+    program = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.scoring.bpb:score",
                                        budget=3, grace=120, memory_gb=2, output_mb=64, seeds=1)
     repo = build_repo(tmp_path / "repo", corpus, program=program)
     shutil.rmtree(repo / "data")  # ignored by git, as in a clone
@@ -116,7 +119,7 @@ def test_adopting_a_foreign_script_runs_baseline_keep_discard_and_confirm(clone,
     assert manifest["format"] == "csv" and manifest["target"] == "label"
     assert sum(s["rows"] for s in manifest["splits"].values()) == 600
     program = (clone / "program.md").read_text()
-    assert "metric: val_acc" in program and "evaluator: eval.tabular:score" in program and "seeds: 1" in program
+    assert "metric: val_acc" in program and "evaluator: eval.scoring.tabular:score" in program and "seeds: 1" in program
     log = subprocess.run(["git", "log", "--format=%an|%s"], cwd=clone, capture_output=True, text=True).stdout
     assert "autoresearch harness|adopt train_mlp.py: val_acc (maximize) on blobs.csv" in log
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
@@ -129,10 +132,10 @@ def test_adopting_a_foreign_script_runs_baseline_keep_discard_and_confirm(clone,
     assert (out / "model.pt2").is_file() and (out / "checkpoint.pt").is_file()  # the shim's export, the script's own
 
     set_lr(clone, "0.001", "0.5")
-    kept = research.experiment(clone, "lr 0.5", None, False, say=lambda s: None)
+    kept = experiment.run_experiment(clone, "lr 0.5", None, False, say=lambda s: None)
     assert kept["status"] == "keep" and kept["mean"] > 0.9, kept
     set_lr(clone, "0.5", "0.00001")
-    discarded = research.experiment(clone, "lr 1e-5", None, False, say=lambda s: None)
+    discarded = experiment.run_experiment(clone, "lr 1e-5", None, False, say=lambda s: None)
     assert discarded["status"] == "discard", discarded
     assert "default=0.5)" in (clone / "train.py").read_text()  # restored to the best
 

@@ -23,9 +23,11 @@ from pathlib import Path
 import git
 import pytest
 
-from eval import config, history, ledger, research
-from eval.experiment import run_experiment
-from hooks import policy
+from commands import experiment as commands_experiment
+from eval import config, experiment
+from eval.record import history, ledger
+from eval.trial import run_trial
+from hooks.guard import policy
 from sandbox import docker_backend
 from sandbox.job import TMP_MB
 from sandbox.logsink import ECHO_CAP, LOG_CAP, TAIL, LogSink
@@ -342,15 +344,15 @@ def test_option_shaped_hypothesis_cannot_change_the_run(guarded, monkeypatch, hy
     decision = decide(guarded, "Bash", {"command": f"./run.sh -m '{hypothesis}'"})
     calls = []
 
-    def fake_experiment(repo, message, budget, unsafe, say=print):
+    def fake_experiment(repo, message, budget, unsafe, say=print, measure=None):
         calls.append((message, budget, unsafe))
-        raise research.Busy("stop here")
+        raise experiment.Busy("stop here")
 
-    monkeypatch.setattr(research, "experiment", fake_experiment)
+    monkeypatch.setattr(experiment, "run_experiment", fake_experiment)
     if decision.decision == DENY:
         return
     with contextlib.suppress(SystemExit):  # argparse refusing the line is fine
-        research.main(["-m", hypothesis])
+        commands_experiment.main(["-m", hypothesis])
     assert all(message == hypothesis and budget is None and not unsafe for message, budget, unsafe in calls), calls
 
 
@@ -472,7 +474,7 @@ def test_subagent_context_does_not_change_the_decision(hook_repo):  # noqa: F811
 
 
 def program_text(budget=1, grace=20, output_mb=64, memory_gb=2, seeds=1, score_seconds=120) -> str:
-    text = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.bpb:score",
+    text = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.scoring.bpb:score",
                                     budget=budget, grace=grace, memory_gb=memory_gb, output_mb=output_mb, seeds=seeds)
     return text.replace("score_seconds: 120", f"score_seconds: {score_seconds}")
 
@@ -527,7 +529,7 @@ def test_proc_and_signal_tricks_fail_and_the_run_is_scored(repo):
     for name in ("environ_1", "root_1", "cwd_1", "mem_1", "cgroup_write", "sysrq", "core_pattern", "kill_init"):
         assert probe[name][0] == "failed", (name, probe[name])
     assert "val.bin" not in probe["mountinfo"] and "test.bin" not in probe["mountinfo"]
-    assert not any("eval.score" in c or "val.bin" in c for c in probe["cmdlines"]), probe["cmdlines"]
+    assert not any("eval.scoring.score" in c or "val.bin" in c for c in probe["cmdlines"]), probe["cmdlines"]
     assert probe["child_status"] != 0  # kill -9 -1 reached its own child only
     no_containers_left(metrics, repo)
 
@@ -543,7 +545,7 @@ def test_log_bomb_is_capped_in_the_log_and_on_the_terminal(repo, monkeypatch):
     terminal = Counting()
     monkeypatch.setattr("sys.stdout", io.TextIOWrapper(terminal, write_through=True))
     t0 = time.monotonic()
-    metrics = run_experiment(repo)  # echo=None: the output goes to the (stand-in) terminal
+    metrics = run_trial(repo)  # echo=None: the output goes to the (stand-in) terminal
     elapsed, echoed = time.monotonic() - t0, terminal.tell()
     monkeypatch.undo()
     log = repo / "runs" / metrics["id"] / "train.log"
@@ -842,7 +844,7 @@ def forged(tmp_path_factory, corpus) -> tuple[Path, dict, str, bytes]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in HOST_ENV.items():
             mp.setenv(key, value)
-        d = research.experiment(root, "forge the results", None, False, say=lambda s: None)
+        d = experiment.run_experiment(root, "forge the results", None, False, say=lambda s: None)
     return root, d, head, committed
 
 
@@ -863,7 +865,7 @@ def test_forged_result_files_from_train_py_change_nothing(forged):
     assert git_repo.head.commit.hexsha == head
     assert git_repo.commit(d["diff_ref"]).tree["train.py"].data_stream.read() == FORGER.encode()
     assert (repo / "train.py").read_bytes() == committed
-    assert research.pending(repo) == []
+    assert experiment.pending(repo) == []
 
 
 def test_seed_and_budget_come_from_the_harness_not_the_environment(forged):
@@ -911,7 +913,7 @@ def test_hypothesis_cannot_forge_the_commit_trailer(repo):
         d = {"id": run_id, "status": "keep", "metric": "val_bpb", "mean": 1.0, "direction": "minimize",
              "seeds": [1], "delta": 0.1, "best_id": None, "threshold": 0.0, "spread": 0.0, "phase": "p",
              "hypothesis": hypothesis if run_id == "r0002" else "deeper", "reason": "better"}
-        sha = history.keep(repo, run_id, candidate, *research.commit_message(d))
+        sha = history.keep(repo, run_id, candidate, *experiment.commit_message(d))
         assert git_repo.commit(sha).tree["train.py"].data_stream.read() == text.encode(), run_id
     assert (repo / "train.py").read_text() == "print('kept third')\n"
 

@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 import yaml
 
-from eval import config, ledger, research
-from eval.experiment import score_outcome
-from eval.lm import ModelRejected
-from eval.prepare import DataError
-from eval.retrieval import score
+from eval import config, experiment
+from eval.data import DataError
+from eval.record import ledger
+from eval.scoring.lm import ModelRejected
+from eval.scoring.retrieval import score
+from eval.trial import score_outcome
 from examples.clip import prepare as clip
 from sandbox.job import Result
 from tests.conftest import REPO, build_repo
@@ -96,7 +97,7 @@ def experiments(tmp_path_factory, corpus, data) -> tuple[Path, list[dict]]:
     verdicts = []
     for text, hypothesis in ((SHIPPED, "baseline"), (UNTRAINED, "learning rate 0")):
         (root / "train.py").write_text(text)
-        verdicts.append(research.experiment(root, hypothesis, BUDGET, False, say=lambda s: None))
+        verdicts.append(experiment.run_experiment(root, hypothesis, BUDGET, False, say=lambda s: None))
     return root, verdicts
 
 

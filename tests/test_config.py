@@ -27,7 +27,7 @@ def test_shipped_program_md_is_valid():
         (("direction: minimize", "direction: lower"), "task.direction"),
         (("budget_seconds: 300", "budget_seconds: -5"), "task.budget_seconds"),
         (("budget_seconds: 300", "budget_seconds: five minutes"), "task.budget_seconds"),
-        (("evaluator: eval.bpb:score", "evaluator: eval/bpb.py"), "task.evaluator"),
+        (("evaluator: eval.scoring.bpb:score", "evaluator: eval/bpb.py"), "task.evaluator"),
         (("  metric: val_bpb ", "  metrik: val_bpb "), "task"),
         (("current_phase: hyperparameters", "current_phase: tuning"), "current_phase"),
         (("memory_gb: 8", "memory_gb: lots"), "sandbox.memory_gb"),
@@ -59,7 +59,8 @@ def test_malformed_files_get_a_clear_error(text, says):
 
 
 def test_defaults_fill_optional_fields():
-    minimal = "---\ntask: {metric: acc, direction: maximize, evaluator: 'eval.accuracy:score', budget_seconds: 5}\n" \
+    minimal = "---\ntask: {metric: acc, direction: maximize, evaluator: 'eval.scoring.accuracy:score',\n" \
+              "  budget_seconds: 5}\n" \
               "phases: [{name: only, instructions: go}]\ncurrent_phase: only\n---\nbody\n"
     program = config.parse(minimal)
     assert program.task.seed == config.TASK_DEFAULTS["seed"]

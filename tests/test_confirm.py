@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from eval import config, confirm, experiment, ledger, tabular
-from eval.prepare import freeze
-from hooks import policy
+from commands import confirm
+from eval import config, trial
+from eval.data import freeze
+from eval.record import ledger
+from eval.scoring import tabular
+from hooks.guard import policy
 from tests.conftest import TEST_FRONT_MATTER, build_repo
 from tests.test_adopt import blobs_csv
 
@@ -65,9 +68,9 @@ def fitted(data: Path, seed: int, steps: int) -> torch.nn.Module:
 @pytest.fixture
 def history(tmp_path: Path, corpus: Path) -> Path:
     """A tabular research repo: r0001 baseline (kept, 2 seeds), r0002 discarded, r0003 best (kept, 1 seed)."""
-    program = TEST_FRONT_MATTER.format(metric="val_acc", direction="maximize", evaluator="eval.tabular:score",
+    program = TEST_FRONT_MATTER.format(metric="val_acc", direction="maximize", evaluator="eval.scoring.tabular:score",
                                        budget=2, grace=40, memory_gb=2, output_mb=64, seeds=2)
-    program = program.replace("  seq_len: 64\n", f"  seq_len: 64\n  options: {json.dumps(OPTIONS)}\n")
+    program = program.replace("  options: {seq_len: 64, eval_bytes: 16384}\n", f"  options: {json.dumps(OPTIONS)}\n")
     repo = build_repo(tmp_path / "repo", corpus, program=program)
     shutil.rmtree(repo / "data")
     header, rows, column = tabular.read_table(blobs_csv(tmp_path / "blobs.csv").read_text(), "blobs.csv")
@@ -116,10 +119,10 @@ def test_confirm_scores_baseline_and_best_on_the_test_split_in_the_sandbox(histo
 
 def test_no_job_of_an_experiment_mounts_the_test_split(history):
     program = config.load(history / "program.md")
-    run_dir, data, harness = history / "runs" / "r0009", history / "data", Path(experiment.__file__).parent.parent
-    jobs = {"training": experiment.training_job(program, run_dir, data, 2, 1),
-            "scoring": experiment.scoring_job(program, run_dir, data, harness, 2),
-            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data, harness)}
+    run_dir, data = history / "runs" / "r0009", history / "data"
+    jobs = {"training": trial.training_job(program, run_dir, data, 2, 1),
+            "scoring": trial.validation_job(program, run_dir, data, 2),
+            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data)}
     splits = {name: [m.host.name for m in job.mounts if data in (m.host, *m.host.parents)]
               for name, job in jobs.items()}
     assert splits == {"training": ["train.bin"], "scoring": ["val.bin"], "confirm": ["test.bin"]}
@@ -129,7 +132,7 @@ def test_train_py_cannot_open_the_test_split_from_its_sandbox(history):
     data = history / "data"
     (history / "train.py").write_text(PROBE.replace("{host_test}", str(data / "test.bin"))
                                       .replace("{host_data}", str(data)))
-    m = experiment.run_experiment(history, "probe", budget=1, echo=lambda s: None)
+    m = trial.run_trial(history, hypothesis="probe", budget=1, echo=lambda s: None)
     assert m["outcome"] == "crash"  # it exported no model; what matters is what it could see
     probe = json.loads((history / "runs" / "r0004" / "out" / "probe.json").read_text())
     assert probe["data"] == ["train.bin"] and probe["found"] == []

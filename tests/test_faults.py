@@ -27,12 +27,13 @@ from pathlib import Path
 import git
 import pytest
 
-from eval import ledger, research
+from eval import experiment
+from eval.record import ledger
 from tests.conftest import REPO, TEST_FRONT_MATTER, build_repo
 from tests.test_sandbox import TINY_BIGRAM
 
 # The test program: one seed per run (a fault test judges one run), short budgets, an 8 MB output dir.
-PROGRAM = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.bpb:score", budget=1,
+PROGRAM = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.scoring.bpb:score", budget=1,
                                    grace=90, memory_gb=2, output_mb=8, seeds=1)
 BASELINE = [2.0, 2.01, 1.99]
 STARTED = "import time\nprint('started', flush=True)\n"
@@ -54,7 +55,7 @@ def repo(tmp_path: Path, corpus: Path) -> Path:
         d.mkdir(exist_ok=True)
         (d / "metrics.json").write_text(json.dumps({"id": "r0001", "outcome": "ok", "value": value, "seed": k,
                                                     "hypothesis": "baseline", "total_seconds": 1.0}))
-    assert research.apply_verdict(root, "r0001")["status"] == "keep"
+    assert experiment.apply_verdict(root, "r0001")["status"] == "keep"
     (root / "scratchpad.md").write_text("# Scratchpad\n")
     return root
 
@@ -66,7 +67,7 @@ def holds(repo: Path, direction: str = "minimize") -> list[dict]:
     is in git (a keep as its commit on the branch, anything else under its discarded ref) and
     equals the snapshot that ran; every run dir has its row; results.tsv is what the ledger says.
     """
-    assert research.pending(repo) == []
+    assert experiment.pending(repo) == []
     with warnings.catch_warnings():
         warnings.simplefilter("error", ledger.TornLedger)
         rows = ledger.read(repo)
@@ -89,7 +90,7 @@ def holds(repo: Path, direction: str = "minimize") -> list[dict]:
             assert not snapshot.exists(), f"{row['id']}: ran but its diff has no ref"
             continue
         assert r.commit(keeper).tree["train.py"].data_stream.read() == snapshot.read_bytes(), f"{row['id']} lost"
-    runs = sorted(p.name for p in (repo / "runs").iterdir() if research.RUN_DIR.match(p.name))
+    runs = sorted(p.name for p in (repo / "runs").iterdir() if experiment.RUN_DIR.match(p.name))
     assert runs == ids, f"run dirs without a ledger row: {sorted(set(runs) - set(ids))}"
     assert (repo / "results.tsv").read_bytes() == ledger.render_tsv(rows), "results.tsv disagrees with the ledger"
     return rows
@@ -130,7 +131,7 @@ def wait_for(what: Callable[[], object], timeout: float = 60, message: str = "")
 
 
 def verdict_of(repo: Path, run_id: str) -> dict:
-    return json.loads((repo / "runs" / run_id / research.VERDICT).read_text())
+    return json.loads((repo / "runs" / run_id / experiment.VERDICT).read_text())
 
 
 # ---------------------------------------------------------------------- the Docker daemon dies mid-run
@@ -324,7 +325,7 @@ def kill_hook(launcher: subprocess.Popen, pid: int) -> tuple[int, str, str]:
 
 def verdict_stage(repo: Path) -> str:
     """How far r0002's verdict got: the first step not done yet (read without locks: the test may hold one)."""
-    if not (repo / "runs" / "r0002" / research.VERDICT).exists():
+    if not (repo / "runs" / "r0002" / experiment.VERDICT).exists():
         return "decide"
     if not any("Autoresearch-Experiment: r0002" in c.message for c in git.Repo(repo).iter_commits()):
         return "git"
@@ -366,7 +367,7 @@ def mid_verdict(repo: Path, launcher: subprocess.Popen, event: str):
     try:
         send(launcher, hook_input(repo, event))
         pid = hook_python(launcher)
-        wait_for(lambda: (repo / "runs" / "r0002" / research.VERDICT).exists(), timeout=30, message="the decision")
+        wait_for(lambda: (repo / "runs" / "r0002" / experiment.VERDICT).exists(), timeout=30, message="the decision")
         with ledger_held(repo):
             branch_lock.unlink()
             wait_for(lambda: waits_for_a_lock(pid), timeout=30, message="the hook to reach the ledger step")
@@ -425,7 +426,7 @@ def test_hook_killed_fails_closed_and_recovery_completes(repo, event, stage):
     assert reached == ("ledger" if stage == "mid_verdict" else "decide"), f"killed at the {reached} step"
     if stage == "at_answer":  # what the killed hook had decided, and never said: allow
         assert pre_tool_use(repo, "Bash", hook_input(repo, event)["tool_input"])["permissionDecision"] == "allow"
-    research.recover(repo, say=lambda s: None)  # what the next ./run.sh (or PostToolUse) does first
+    experiment.recover(repo, say=lambda s: None)  # what the next ./run.sh (or PostToolUse) does first
     rows = holds(repo)
     assert [r["id"] for r in rows] == ["r0001", "r0002"] and rows[-1]["status"] == "keep"
     commits = [c for c in git.Repo(repo).iter_commits() if "Autoresearch-Experiment: r0002" in c.message]
@@ -444,13 +445,13 @@ with open(os.environ["AUTORESEARCH_OUT"] + "/checkpoint.bin", "wb") as f:
 
 def test_output_dir_full_is_a_crash_with_its_log_and_the_loop_goes_on(repo):
     (repo / "train.py").write_text(FILLER)
-    d = research.experiment(repo, "save a big checkpoint", budget=None, unsafe=False, say=lambda s: None)
+    d = experiment.run_experiment(repo, "save a big checkpoint", budget=None, unsafe=False, say=lambda s: None)
     assert (d["status"], d["outcome"], d["values"]) == ("crash", "crash", [])
     assert "No space left on device" in d["log_tail"], d["log_tail"]
-    assert "No space left on device" in research.verdict_text(d)  # the agent reads why
+    assert "No space left on device" in experiment.verdict_text(d)  # the agent reads why
     assert d["diff_ref"] == "refs/autoresearch/discarded/r0002"
     holds(repo)
-    with research.exclusive(repo):  # nothing holds the repository: the next ./run.sh may start
+    with experiment.exclusive(repo):  # nothing holds the repository: the next ./run.sh may start
         pass
 
 
@@ -459,7 +460,7 @@ def test_output_dir_full_is_a_crash_with_its_log_and_the_loop_goes_on(repo):
 APPENDER = """
 import sys
 from pathlib import Path
-from eval import ledger
+from eval.record import ledger
 repo, first, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for i in range(first, first + count):
     ledger.append(repo, {"id": f"r{i:04d}", "status": "discard", "outcome": "ok", "metric": "val_bpb",
@@ -476,7 +477,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 READER = """
 import sys, warnings
 from pathlib import Path
-from eval import ledger
+from eval.record import ledger
 warnings.simplefilter("ignore")
 seen = []
 for _ in range(int(sys.argv[2])):
@@ -539,7 +540,7 @@ def test_second_run_sh_is_refused_and_the_first_completes(repo):
     told = subprocess.run([str(repo / "hooks" / "launch"), "post_tool_use"], input=json.dumps(event),
                           capture_output=True, text=True, timeout=60)
     assert "do not start another run" in json.loads(told.stdout)["hookSpecificOutput"]["additionalContext"]
-    assert not (repo / "runs" / "r0002" / research.VERDICT).exists()
+    assert not (repo / "runs" / "r0002" / experiment.VERDICT).exists()
     assert first.wait() == 3 and "[r0002] VERDICT: CRASH" in first.out, first.out
     assert not (repo / "runs" / "r0003").exists()
     holds(repo)

@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 import pytest
 
-from eval import history
+from eval.record import history
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from eval import ledger, plot, status
+from commands import status
+from eval.record import ledger, plot
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

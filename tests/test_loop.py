@@ -19,9 +19,9 @@ from typing import Any
 import git
 import pytest
 
-from eval import ledger
-from eval.research import pending
-from hooks.messages_server import MessagesServer, make_message, normalize_turn, request_kind
+from eval.experiment import pending
+from eval.record import ledger
+from replay.messages_server import MessagesServer, make_message, normalize_turn, request_kind
 from tests.claude_cli import cli_env
 from tests.conftest import write_program
 from tests.test_sandbox import TINY_BIGRAM
@@ -77,7 +77,8 @@ class Model(MessagesServer):
 @pytest.fixture
 def tiny(repo: Path) -> Path:
     """The harness repo with the tiny bigram task: seconds per experiment."""
-    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.accuracy:score", budget=1, seeds=1)
+    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.scoring.accuracy:score",
+                  budget=1, seeds=1)
     (repo / "train.py").write_text(TINY_BIGRAM)
     r = git.Repo(repo)
     r.git.add(A=True)
@@ -136,7 +137,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_sigint_mid_experiment_leaves_the_best_train_py_and_a_consistent_ledger(tiny, tmp_path):
-    write_program(tiny, metric="val_acc", direction="maximize", evaluator="eval.accuracy:score", budget=60, seeds=1)
+    write_program(tiny, metric="val_acc", direction="maximize", evaluator="eval.scoring.accuracy:score",
+                  budget=60, seeds=1)
     train = tiny / "train.py"
     model = Model(steps(
         tool("Read", file_path=str(train)),

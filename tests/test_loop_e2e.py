@@ -12,8 +12,8 @@ import json
 
 import git
 
-from eval import ledger
-from hooks.messages_server import MessagesServer
+from eval.record import ledger
+from replay.messages_server import MessagesServer
 from tests.claude_cli import run_claude
 from tests.conftest import write_program
 from tests.test_sandbox import TINY_BIGRAM
@@ -30,7 +30,8 @@ def tool(name: str, tool_name: str, **tool_input) -> list[dict]:
 
 
 def test_keep_then_discard_with_verdicts_fed_back(repo, tmp_path):
-    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.accuracy:score", budget=2, seeds=2)
+    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.scoring.accuracy:score",
+                  budget=2, seeds=2)
     (repo / "train.py").write_text(TINY_BIGRAM)
     r = git.Repo(repo)
     r.git.add(A=True)

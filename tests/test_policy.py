@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from eval import config
-from hooks import policy
+from eval import config, rules
+from hooks.guard import policy
 
 MAIN = Path(__file__).resolve().parent.parent
 ALLOW, DENY = "allow", "deny"
@@ -27,7 +27,7 @@ PROGRAM = """---
 task:
   metric: val_bpb
   direction: minimize
-  evaluator: eval.bpb:score
+  evaluator: eval.scoring.bpb:score
   budget_seconds: {budget}
   grace_seconds: 60
 sandbox:
@@ -617,7 +617,7 @@ def test_experiment_gets_budget_timeout_in_foreground(repo):
     small = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=10), cwd=str(repo))
     assert small.updated_input == {"command": "./run.sh", "timeout": (seeds * (10 + 60 + 300) + 60) * 1000}
     huge = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=9000), cwd=str(repo))
-    assert huge.updated_input["timeout"] == policy.BASH_TIMEOUT_CAP_MS
+    assert huge.updated_input["timeout"] == rules.BASH_TIMEOUT_CAP_MS
 
 
 def test_next_run_waits_until_the_scratchpad_records_the_verdict(tmp_path):
@@ -735,7 +735,7 @@ def test_symlink_reason_names_the_target(repo):
 
 
 def test_cached_bashlex_tables_equal_a_fresh_build():
-    """hooks.shell loads bashlex's LALR tables from a cache; they must equal what ply builds."""
+    """hooks.guard.shell loads bashlex's LALR tables from a cache; they must equal what ply builds."""
     dump = (
         "import json, sys; p = sys.modules['bashlex.parser'].yaccparser; "
         "tables = [dict(p.action), dict(p.goto), [(q.name, q.len) for q in p.productions]]; "
@@ -750,7 +750,7 @@ def test_cached_bashlex_tables_equal_a_fresh_build():
     )
     for _ in range(2):  # the first run may build the cache; the second reads it
         cached = subprocess.run(
-            [sys.executable, "-c", "from hooks import shell; shell.load_bashlex(); " + dump],
+            [sys.executable, "-c", "from hooks.guard import shell; shell.load_bashlex(); " + dump],
             capture_output=True,
             text=True,
             check=True,
@@ -767,7 +767,8 @@ def hook_repo(tmp_path) -> Path:
     """A copy of the harness (hooks/, eval/, program.md) with the real virtual environment linked in."""
     root = tmp_path / "repo"
     shutil.copytree(MAIN / "hooks", root / "hooks", ignore=shutil.ignore_patterns("*.pyc", "*.tmp"))
-    shutil.copytree(MAIN / "eval", root / "eval", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("eval", "sandbox"):  # what the guard imports
+        shutil.copytree(MAIN / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "program.md").write_text(PROGRAM.format(phase="hyperparameters", budget=300))
     (root / "train.py").write_text("print(1)\n")
     (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
@@ -811,7 +812,7 @@ def test_hook_answers_and_logs(hook_repo):
         "hookEventName": "PreToolUse",
         "permissionDecision": "allow",
         "permissionDecisionReason": out["permissionDecisionReason"],
-        "updatedInput": {"command": "./run.sh", "timeout": policy.run_timeout_ms(program())},
+        "updatedInput": {"command": "./run.sh", "timeout": rules.run_timeout_ms(program())},
     }
     assert (
         answer(hook(hook_repo, event(hook_repo, "Bash", {"command": "pip install x"})))["permissionDecision"]

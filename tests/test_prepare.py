@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval.prepare import DataError, prepare, split_of, verify
+from eval.data import DataError, prepare, split_of, verify
 from tests.conftest import make_corpus
 
 

@@ -2,7 +2,7 @@
 changed harness (policy, verdict rule) is reported as exactly the decisions it changes.
 
 Every replay here runs the real Claude Code CLI in a scratch clone with real hooks and real git;
-`--runs recorded` replaces only the training by the recorded measurements (eval/replayed.py).
+`--runs recorded` replaces only the training by the recorded measurements (replay/recorded.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from eval import replayed
-from hooks import demo, pre_tool_use, replay, transcript
-from hooks.messages_server import MessagesServer
-from hooks.replay import Divergence
+from hooks import pre_tool_use
+from replay import demo, recorded, replay, transcript
+from replay.messages_server import MessagesServer
+from replay.replay import Divergence
 from tests.conftest import REPO
 
 SESSIONS = REPO / "tests" / "sessions"
 BUNDLED = sorted(p.stem for p in SESSIONS.glob("*.jsonl"))
-HARNESS_COPY = (".claude", ".gitignore", "hooks", "eval", "sandbox", "run.sh", "pyproject.toml")
+HARNESS_COPY = replay.HARNESS
 
 
 def test_every_scenario_is_bundled() -> None:
@@ -121,9 +121,9 @@ def test_recorded_seed_results_come_from_the_run_output() -> None:
 
 
 @pytest.mark.parametrize("command", [
-    f"{replayed.ENV}=/tmp/forged.json ./run.sh -m 'x'",
-    f"export {replayed.ENV}=/tmp/forged.json",
-    f"env {replayed.ENV}=/tmp/forged.json ./run.sh",
+    f"{recorded.ENV}=/tmp/forged.json ./run.sh -m 'x'",
+    f"export {recorded.ENV}=/tmp/forged.json",
+    f"env {recorded.ENV}=/tmp/forged.json ./run.sh",
 ])
 def test_the_agent_cannot_switch_on_recorded_metrics(repo: Path, command: str) -> None:
     event = {"tool_name": "Bash", "tool_input": {"command": command}, "cwd": str(repo)}

@@ -13,7 +13,8 @@ from pathlib import Path
 import git
 import pytest
 
-from eval import ledger, research
+from eval import experiment
+from eval.record import ledger
 from tests.conftest import REPO
 
 CASES = {  # id -> (train.py text, outcome, value); minimize
@@ -52,7 +53,7 @@ def test_baseline_keep_discard_crash(research_repo):
     verdicts = {}
     for run_id in CASES:
         fake_run(repo, run_id)
-        verdicts[run_id] = research.apply_verdict(repo, run_id)
+        verdicts[run_id] = experiment.apply_verdict(repo, run_id)
     assert [verdicts[i]["status"] for i in CASES] == ["keep", "keep", "discard", "crash"]
     r = git.Repo(repo)
     assert (repo / "train.py").read_text() == "LR = 2\n"  # the best, restored after the discard and the crash
@@ -66,15 +67,16 @@ def test_baseline_keep_discard_crash(research_repo):
     assert tsv[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
     assert [line.split("\t")[3] for line in tsv[1:]] == ["keep", "keep", "discard", "crash"]
     assert (repo / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = research.verdict_text(verdicts["r0003"])
+    text = experiment.verdict_text(verdicts["r0003"])
     assert "DISCARD" in text and "refs/autoresearch/discarded/r0003" in text and "scratchpad.md" in text
-    assert research.pending(repo) == []
+    assert experiment.pending(repo) == []
 
 
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from eval import history, ledger, plot, research
+from eval.record import history, ledger, plot
+from eval import experiment
 step = sys.argv[2]
 def die(real):
     def wrapped(*args, **kwargs):
@@ -85,7 +87,7 @@ targets = {"decide": (research, "write_json"), "git": (history, "keep"), "git-di
            "ledger": (ledger, "append"), "plot": (plot, "draw")}
 module, name = targets[step]
 setattr(module, name, die(getattr(module, name)))
-research.apply_verdict(Path(sys.argv[1]), sys.argv[3])
+experiment.apply_verdict(Path(sys.argv[1]), sys.argv[3])
 """
 
 
@@ -96,14 +98,14 @@ def test_kill_9_at_each_step_is_completed_by_the_next_run(research_repo, step, r
     if run_id == "r0003":
         for earlier in ("r0001", "r0002"):
             fake_run(repo, earlier)
-            research.apply_verdict(repo, earlier)
+            experiment.apply_verdict(repo, earlier)
     fake_run(repo, run_id)
     killed = subprocess.run([sys.executable, "-c", KILLER, str(repo), step, run_id], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert research.pending(repo) == [run_id]
-    research.recover(repo, say=lambda s: None)  # what the next ./run.sh does first
-    assert research.pending(repo) == []
+    assert experiment.pending(repo) == [run_id]
+    experiment.recover(repo, say=lambda s: None)  # what the next ./run.sh does first
+    assert experiment.pending(repo) == []
     rows = ledger.read(repo)
     assert [row["id"] for row in rows].count(run_id) == 1
     r = git.Repo(repo)
@@ -116,12 +118,12 @@ def test_kill_9_at_each_step_is_completed_by_the_next_run(research_repo, step, r
 def test_a_run_killed_before_its_metrics_is_recorded_as_a_crash(research_repo):
     repo = research_repo
     fake_run(repo, "r0001")
-    research.apply_verdict(repo, "r0001")
+    experiment.apply_verdict(repo, "r0001")
     run_dir = repo / "runs" / "r0002"
     run_dir.mkdir()
     (run_dir / "train.py").write_text("LR = half-done\n")
     (repo / "train.py").write_text("LR = half-done\n")
-    research.recover(repo, say=lambda s: None)
+    experiment.recover(repo, say=lambda s: None)
     row = ledger.read(repo)[-1]
     assert (row["id"], row["status"]) == ("r0002", "crash")
     assert "half-done" in git.Repo(repo).git.show("refs/autoresearch/discarded/r0002:train.py")
@@ -129,7 +131,7 @@ def test_a_run_killed_before_its_metrics_is_recorded_as_a_crash(research_repo):
 
 
 def test_a_second_run_at_once_is_refused(research_repo):
-    with research.exclusive(research_repo), pytest.raises(research.Busy), research.exclusive(research_repo):
+    with experiment.exclusive(research_repo), pytest.raises(experiment.Busy), experiment.exclusive(research_repo):
         pass
 
 
@@ -149,7 +151,7 @@ def test_recover_removes_containers_a_killed_harness_left_running(research_repo,
     ours = sleeper(str((research_repo / "runs" / "r0042").resolve()))
     other = sleeper(str(tmp_path / "another-repo" / "runs" / "r0001"))
     try:
-        research.recover(research_repo, say=lambda s: None)
+        experiment.recover(research_repo, say=lambda s: None)
         with pytest.raises(docker.errors.NotFound):
             ours.reload()
         other.reload()
@@ -172,7 +174,7 @@ def post_tool_use(repo: Path, command: str, stdout: str = "") -> dict:
 def test_post_tool_use_completes_a_run_cut_short_and_reports_it(research_repo):
     repo = research_repo
     fake_run(repo, "r0001")
-    research.apply_verdict(repo, "r0001")
+    experiment.apply_verdict(repo, "r0001")
     (repo / "runs" / "r0002").mkdir()
     (repo / "runs" / "r0002" / "train.py").write_text("LR = cut short\n")
     (repo / "train.py").write_text("LR = cut short\n")
@@ -197,7 +199,7 @@ def test_decide_judges_seed_ignoring_versions_by_the_spread_of_earlier_experimen
         verdicts = {}
         for run_id in ("r0001", "r0002", "r0003"):
             fake_run(repo, run_id)
-            verdicts[run_id] = research.apply_verdict(repo, run_id)
+            verdicts[run_id] = experiment.apply_verdict(repo, run_id)
     finally:
         CASES.clear()
         CASES.update(saved)

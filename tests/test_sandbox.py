@@ -1,7 +1,7 @@
 """The experiment through real containers: what train.py can and cannot do, and how it is scored.
 
 Each test writes its own train.py into a scratch repo and runs ./run.sh's code path
-(eval.experiment.run_experiment) on the real Docker engine, or bubblewrap where named.
+(eval.trial.run_trial) on the real Docker engine, or bubblewrap where named.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import docker
 import jsonschema
 import pytest
 
-from eval.experiment import METRICS_SCHEMA, run_experiment
+from eval.record.metrics import SCHEMA as METRICS_SCHEMA
+from eval.trial import run_trial
 from sandbox.docker_backend import LABEL
 from tests.conftest import write_program
 
@@ -48,7 +49,7 @@ json.dump(results, open(os.environ["AUTORESEARCH_OUT"] + "/probe.json", "w"))
 
 def run(repo: Path, train_py: str, **kwargs) -> dict:
     (repo / "train.py").write_text(train_py)
-    metrics = run_experiment(repo, echo=lambda s: None, **kwargs)
+    metrics = run_trial(repo, echo=lambda s: None, **kwargs)
     jsonschema.validate(metrics, METRICS_SCHEMA)
     on_disk = json.loads((repo / "runs" / metrics["id"] / "metrics.json").read_text())
     assert on_disk == metrics
@@ -210,7 +211,7 @@ torch.export.save(program, os.environ["AUTORESEARCH_OUT"] + "/model.pt2")
 
 
 def test_a_second_task_with_another_metric_and_direction(repo):
-    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.accuracy:score", budget=2)
+    write_program(repo, metric="val_acc", direction="maximize", evaluator="eval.scoring.accuracy:score", budget=2)
     metrics = run(repo, TINY_BIGRAM)
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
     assert (metrics["metric"], metrics["direction"]) == ("val_acc", "maximize")

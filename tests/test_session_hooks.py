@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from eval.config import split_front_matter
-from hooks.messages_server import MessagesServer
+from replay.messages_server import MessagesServer
 from tests.claude_cli import CompletedRun, make_repo, run_claude
 
 IDEAS = ["raise the learning rate to 3e-3", "cosine schedule with 200 warmup steps"]

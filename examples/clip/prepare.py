@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from eval.prepare import DataError, freeze
+from eval.data import DataError, freeze
 
 SIZE = 16  # image side; each quadrant is SIZE // 2
 COLORS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from hooks.messages_server import MessagesServer
+from replay.messages_server import MessagesServer
 from tests.claude_cli import run_claude
 from tests.conftest import REPO, build_repo, make_corpus
 from tests.test_sandbox import TINY_BIGRAM
@@ -28,12 +28,11 @@ PROGRAM = """---
 task:
   metric: val_bpb
   direction: minimize
-  evaluator: eval.bpb:score
+  evaluator: eval.scoring.bpb:score
   budget_seconds: {budget}
   grace_seconds: {grace}
   seed: 1337
-  eval_bytes: 16384
-  seq_len: 64
+  options: {{seq_len: 64, eval_bytes: 16384}}
 sandbox: {{memory_gb: 2, pids: 128, shm_mb: 256, output_mb: 64, score_seconds: 120}}
 phases:
   - {{name: hyperparameters, instructions: Tune one knob per experiment., web: false}}

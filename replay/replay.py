@@ -27,11 +27,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hooks import claude_cli, start_state, transcript
-from hooks.messages_server import MessagesServer
+from hooks import start_state
+from loop import claude_cli
+from replay import transcript
+from replay.messages_server import MessagesServer
 
 REPO = Path(__file__).resolve().parent.parent
-HARNESS = (".claude", ".gitignore", "hooks", "eval", "sandbox", "run.sh", "pyproject.toml")
+# The harness's own code and settings: what a replay copies as "today's harness" (and the tests too).
+HARNESS = (".claude", ".gitignore", "hooks", "eval", "sandbox", "commands", "replay", "loop", "run.sh",
+           "pyproject.toml")
 RUNS = ("recorded", "real")
 REAL_BUDGET_S = 5.0
 TIMEOUT_S = {"recorded": 600, "real": 3600}
@@ -196,7 +200,7 @@ def replay(session: Path, runs: str = "recorded", harness: Path = REPO, budget: 
     clone = scratch_clone(harness, state, root, runs, budget)
     extra = {}
     if runs == "recorded":
-        from eval.replayed import ENV
+        from replay.recorded import ENV
 
         results = root / "recorded-runs.json"
         results.write_text(json.dumps(recording.seed_results(), indent=1))

@@ -113,7 +113,7 @@ def split_of(line: str) -> str:
 
 
 def split_table(header: list[str], rows: list[list[str]], column: int, source: str) -> tuple[dict[str, bytes], dict]:
-    """(split name -> CSV bytes, manifest) for eval.prepare.freeze."""
+    """(split name -> CSV bytes, manifest) for eval.data.freeze."""
     lines: dict[str, list[str]] = {name: [] for name in SPLITS}
     for row in rows:
         line = ",".join(row)
@@ -150,9 +150,9 @@ def outputs_of(model: Callable, x: torch.Tensor, kind: str) -> torch.Tensor:
     return out
 
 
-def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, options: dict) -> dict:
+def score(model_path: Path, data_path: Path, options: dict) -> dict:
     """options: {"metric": a METRICS name, "target": the target column}. Scores every row of the split."""
-    from eval.lm import ModelRejected, load_model
+    from eval.scoring.lm import ModelRejected, load_model
 
     kind, direction, metric = METRICS[options["metric"]]
     model, n_params = load_model(model_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from eval.ledger import best, describe
+from eval.record.ledger import best, describe
 
 PNG = Path("progress.png")
 STYLE = {  # status -> scatter style

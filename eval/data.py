@@ -1,4 +1,4 @@
-"""Build and freeze the data once: a deterministic file-level train/val/test split.
+"""The frozen data: a deterministic file-level train/val/test split, its manifest and its checks.
 
 The default corpus is the Python standard library's own sources, which exist offline on
 every machine with Python. Each file goes to one split by a hash of its relative path,
@@ -9,7 +9,6 @@ whose hash every metrics.json records. Frozen data is never replaced silently.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -128,25 +127,3 @@ def load_manifest(data_dir: Path) -> dict:
     if not path.exists():
         raise DataError(f"no frozen data in {data_dir}: run ./run.sh prepare first")
     return json.loads(path.read_text())
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="./run.sh prepare", description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, help="a directory of your own text files (default: Python's stdlib)")
-    ap.add_argument("--pattern", default="*", help="file glob inside --corpus (default: every file)")
-    ap.add_argument("--data-dir", type=Path, default=Path("data"))
-    ap.add_argument("--force", action="store_true", help="replace frozen data that differs")
-    args = ap.parse_args(argv)
-    try:
-        m = prepare(args.data_dir, args.corpus, args.pattern, args.force)
-    except DataError as e:
-        print(f"prepare: {e}", file=sys.stderr)
-        return 1
-    for name, s in m["splits"].items():
-        print(f"{name:>5}: {s['files']:5d} files {s['bytes'] / 1e6:8.2f} MB  sha256 {s['sha256'][:12]}")
-    print(f"frozen in {args.data_dir}/ ({m['source']}), manifest hash {m['hash'][:12]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,8 @@
 It starts together with training and warms up (imports torch and the export loader, a few
 seconds of one core) while train.py starts, then waits for the harness to hand it the model
 (a `go` file beside it; `cancel` when training failed). It imports the task's evaluator
-(program.md: task.evaluator, "module:function"), which loads the exported model and returns
+(program.md: task.evaluator, "module:function"; called as score(model_path, data_path,
+task.options)), which loads the exported model and returns
 {"value": ..., "parameters": ..., ...}. The result is printed as one marked JSON line that
 the harness parses; an exported program holds no Python of the agent's, so nothing else
 can print that line.
@@ -63,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evaluator", required=True)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--seq-len", type=int, required=True)
-    ap.add_argument("--eval-bytes", type=int, required=True)
     ap.add_argument("--options", default="{}")
     ap.add_argument("--go", type=Path, help="wait for this file: 'go' scores, anything else exits")
     ap.add_argument("--wait-seconds", type=float, default=0)
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_grad_enabled(False)
         if not args.model.is_file():
             raise FileNotFoundError("train.py did not leave an exported model at $AUTORESEARCH_OUT/model.pt2")
-        result = evaluator(args.model, args.data, args.seq_len, args.eval_bytes, json.loads(args.options))
+        result = evaluator(args.model, args.data, json.loads(args.options))
         value = float(result["value"])
         result = {**result, "value": value if math.isfinite(value) else None, "finite": math.isfinite(value),
                   "ok": True, "seconds": time.time() - t0}

@@ -1,19 +1,12 @@
-"""`./run.sh status`: the ledger's last rows, the best result and the counts, for humans.
-
-Read-only. Before the first verdict there is no runs/ledger.jsonl yet; then the runs'
-metrics.json files are listed instead, unjudged.
-"""
+"""The research state as terminal tables: the ledger's rows, the best, the counts."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import warnings
 from pathlib import Path
 
-from eval import config, ledger
-from eval.plot import PNG
+from eval.record import ledger
+from eval.record.plot import PNG
 
 ROWS = 15
 DESCRIPTION_CHARS = 60
@@ -80,37 +73,3 @@ def runs_table(runs: list[dict], metric: str) -> str:
         hypothesis = r.get("hypothesis", "")[:DESCRIPTION_CHARS]
         lines.append(f"{r['id']:<7} {r.get('outcome', '?'):<10} {value:>12}  {hypothesis}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="./run.sh status", description="The ledger's last rows and the best result")
-    ap.add_argument("-n", "--rows", type=int, default=ROWS, help=f"how many of the last experiments to show ({ROWS})")
-    args = ap.parse_args(argv)
-    repo = Path.cwd()
-    try:
-        task = config.load(repo / "program.md").task
-    except config.ConfigError as e:
-        print(f"status: {e}", file=sys.stderr)
-        return 2
-    if (repo / ledger.LEDGER).exists():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ledger.TornLedger)
-            rows = ledger.read(repo)
-        for w in caught:
-            print(f"status: {w.message}", file=sys.stderr)
-        if rows:
-            print(report(repo, rows, task.metric, task.direction, args.rows))
-            return 0
-    runs = load_runs(repo / "runs")
-    if not runs:
-        print("no experiments yet: run ./run.sh")
-        return 0
-    print(runs_table(ledger.last(runs, args.rows), task.metric))
-    best = best_of(runs, task.direction)
-    shown = "none yet" if best is None else f"{best['value']:.6f} ({best['id']})"
-    print(f"\nbest {task.metric} ({task.direction}): {shown}  (no verdicts yet: listed from runs/*/metrics.json)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

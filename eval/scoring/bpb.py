@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from eval.lm import batches, check_causal, load_model, logits_of, scored_windows
+from eval.scoring.lm import batches, check_causal, load_model, logits_of, scored_windows, window_options
 
 
-def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, options: dict) -> dict:
+def score(model_path: Path, data_path: Path, options: dict) -> dict:
+    """options: seq_len (the exported model's window), eval_bytes (how much of the split is scored)."""
+    seq_len, eval_bytes = window_options(options)
     model, n_params = load_model(model_path)
     x, y = scored_windows(data_path, seq_len, eval_bytes)
     check_causal(model, x)

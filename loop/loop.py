@@ -40,7 +40,8 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from eval import config, ledger
+from eval import config
+from eval.record import ledger
 from hooks import session_end, stop
 
 LOCK = Path("runs") / ".loop.lock"  # not runs/.lock: that one is held by each experiment
@@ -256,15 +257,15 @@ def only_loop(repo: Path) -> Iterator[None]:
 def finish_experiment(repo: Path, say: Callable[[str], None]) -> None:
     """Complete what an interrupted ./run.sh left (its verdict, a torn ledger line, containers),
     once it has let go of runs/.lock; eval/research.py's own recovery does the work."""
-    from eval import research
+    from eval import experiment
 
     deadline = time.monotonic() + EXPERIMENT_LOCK_WAIT_S
     while True:
         try:
-            with research.exclusive(repo):
-                research.recover(repo, say)
+            with experiment.exclusive(repo):
+                experiment.recover(repo, say)
             return
-        except research.Busy:
+        except experiment.Busy:
             if time.monotonic() > deadline:
                 say("an experiment still holds runs/.lock; the next ./run.sh completes it")
                 return

@@ -16,7 +16,7 @@ the image's own is also right and is not counted. options:
 seq_len and eval_bytes, the language-model settings of program.md, do not apply and are ignored.
 
 The model is the agent's, so the harness checks it first: only tensor operations in its graph
-(eval.lm.check_ops), the interface, and that each embedding depends on its own input alone.
+(eval.scoring.lm.check_ops), the interface, and that each embedding depends on its own input alone.
 The images and the captions go in under two independent secret shuffles, twice; a model whose
 image embeddings follow the captions beside them, the other rows or their place in the batch
 (which could carry the pairing) gives different answers and is rejected.
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from eval.lm import ModelRejected, load_model
+from eval.scoring.lm import ModelRejected, load_model
 
 BATCH = 256
 INDEPENDENCE_ATOL = 1e-3
@@ -86,7 +86,7 @@ def ranks(image_emb: torch.Tensor, text_emb: torch.Tensor, tokens: torch.Tensor)
     return 1 + ((sim >= own) & ~right).sum(-1)
 
 
-def score(model_path: Path, data_path: Path, seq_len: int, eval_bytes: int, options: dict) -> dict:
+def score(model_path: Path, data_path: Path, options: dict) -> dict:
     metric, folds = options.get("metric", "recall_at_1"), options.get("folds", 1)
     if metric not in METRICS:
         raise ValueError(f"options.metric: '{metric}' is not one of {sorted(METRICS)}")

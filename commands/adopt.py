@@ -37,8 +37,10 @@ from pathlib import Path
 
 import yaml
 
-from eval import config, history, ledger, tabular
-from eval.prepare import DataError, freeze
+from eval import config
+from eval.data import DataError, freeze
+from eval.record import history, ledger
+from eval.scoring import tabular
 
 BUDGET_STOP = "if autoresearch_time_left() <= 0:  # autoresearch: stop at the budget\n{indent}    break\n"
 SEED_CALLS = {"seed", "manual_seed", "manual_seed_all"}  # random.seed, np.random.seed, torch.manual_seed, ...
@@ -220,7 +222,7 @@ def check_metric(metric: str, direction: str) -> str:
         known = ", ".join(f"{m} ({d})" for m, (_, d, _) in tabular.METRICS.items())
         raise AdoptError(f"--metric {metric}: the table evaluator knows {known}. Another metric or data format "
                          "is the manual procedure in README (Bring your own task): ./run.sh prepare, an adapter "
-                         "eval/yours.py with score(model_path, data_path, seq_len, eval_bytes, options), program.md")
+                         "eval/scoring/yours.py with score(model_path, data_path, options), program.md")
     natural = tabular.METRICS[name][1]
     if direction != natural:
         raise AdoptError(f"--direction {direction}: {metric} ({name}) is better when it is "
@@ -364,7 +366,7 @@ def adopt(repo: Path, script: Path, metric: str, direction: str, data: Path, tar
     blobs, manifest = tabular.split_table(header, rows, column, str(data.resolve()))
     adapted = adapt(source, data, len(header) - 1)
     options = {"metric": name, "target": header[column]}
-    program = program_text(repo, script, metric, direction, "eval.tabular:score", options, budget)
+    program = program_text(repo, script, metric, direction, "eval.scoring.tabular:score", options, budget)
 
     freeze(repo / "data", blobs, manifest, force)
     (repo / "train.py").write_text(adapted.text)
@@ -375,10 +377,10 @@ def adopt(repo: Path, script: Path, metric: str, direction: str, data: Path, tar
     say(report(script, data, manifest, adapted, sha))
     if not baseline:
         return 0
-    from eval import research  # the sandbox and plotting stack: only a baseline needs it
+    from eval import experiment  # the sandbox and plotting stack: only a baseline needs it
 
-    d = research.experiment(repo, f"baseline: {script.name} as adopted", budget, unsafe, say)
-    say(research.verdict_text(d))
+    d = experiment.run_experiment(repo, f"baseline: {script.name} as adopted", budget, unsafe, say)
+    say(experiment.verdict_text(d))
     if d["outcome"] == "ok":
         say(f"adopted: the baseline is {d['id']}. Run ./run.sh (or claude) to research; ./run.sh confirm at the end.")
         return 0

@@ -26,6 +26,18 @@ OP_NAMESPACES = ("aten", "prims")
 IO_OPS = ("from_file", "save", "load")  # aten ops that touch files by name
 
 
+WINDOW_DEFAULTS = {"seq_len": 256, "eval_bytes": 1 << 16}  # program.md task.options may set either
+
+
+def window_options(options: dict) -> tuple[int, int]:
+    """(seq_len, eval_bytes) from the task's options, with the defaults; a clear error for bad values."""
+    seq_len, eval_bytes = (options.get(k, v) for k, v in WINDOW_DEFAULTS.items())
+    for name, value, low in (("seq_len", seq_len, 8), ("eval_bytes", eval_bytes, 1024)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"options.{name}: {value!r} must be a whole number of at least {low}")
+    return seq_len, eval_bytes
+
+
 class ModelRejected(RuntimeError):
     """The exported model breaks the contract; the message says how."""
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, ledger, verdict
-from eval.experiment import parse_score, scorer_job
-from eval.prepare import DataError, load_manifest, verify
-from eval.research import seed_dirs
+from eval import config, verdict
+from eval.data import DataError, load_manifest, verify
+from eval.record import ledger
+from eval.record.runs import seed_dirs
+from eval.trial import parse_score, score_job
 from sandbox.job import Job, Mount
 from sandbox.logsink import LogSink
 
@@ -51,10 +52,10 @@ class Scored:
     test: list[float]
 
 
-def test_job(program: config.Program, model: Path, data_dir: Path, harness: Path) -> Job:
-    """The scoring sandbox of eval/experiment.py, with the test split instead of val."""
-    return scorer_job(program, data_dir / TEST, Mount(model, "/in/model.pt2"), harness, model.parent,
-                      START_S + program.limits.score_seconds)
+def test_job(program: config.Program, model: Path, data_dir: Path) -> Job:
+    """The scoring sandbox of eval/trial.py, with the test split instead of val."""
+    return score_job(program, data_dir / TEST, Mount(model, "/in/model.pt2"), model.parent,
+                     START_S + program.limits.score_seconds)
 
 
 def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, Path]]:
@@ -84,14 +85,13 @@ def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, P
 
 def score_run(repo: Path, run_id: str, models: list[tuple[dict, Path]], program: config.Program, backend,
               say) -> Scored:
-    harness = Path(__file__).resolve().parent.parent
     seeds, val, test = [], [], []
     for m, model in models:
         log = repo / CONFIRM_DIR / f"{run_id}-seed{m['seed']}.log"
         say(f"[confirm] scoring {model.relative_to(repo)} on the test split ({backend.name} sandbox)")
         sink = LogSink(log, echo=False)
         try:
-            result = backend.run(test_job(program, model, repo / "data", harness), sink)
+            result = backend.run(test_job(program, model, repo / "data"), sink)
         finally:
             sink.close()
         score = parse_score(log.read_bytes())

@@ -288,11 +288,5 @@ def best(rows: list[dict], direction: str) -> dict | None:
     return kept[-1] if kept else None
 
 
-def phase_spent(rows: list[dict], phase) -> bool:
-    """Whether the phase (eval.config.Phase) has used its max_experiments; never for an uncapped phase."""
-    cap = phase.max_experiments
-    return cap is not None and sum(r.get("phase") == phase.name for r in rows) >= cap
-
-
 def last(rows: list[dict], n: int) -> list[dict]:
     return rows[-n:] if n > 0 else []

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hooks import replay, transcript
+from replay import replay, transcript
 
 SHOWCASE = replay.REPO / "tests" / "sessions" / "showcase.jsonl"
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not (replay.REPO / "data" / "manifest.json").is_file():
         print("demo: preparing the data first (./run.sh prepare)", flush=True)
-        subprocess.run([sys.executable, "-m", "eval.prepare"], cwd=replay.REPO, check=True)
+        subprocess.run([sys.executable, "-m", "commands.prepare"], cwd=replay.REPO, check=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="autoresearch-demo-"))
     print(f"demo: replaying {args.session.name} with real training ({args.budget:g}s per run at most; a few "
           f"minutes on a CPU) in {workdir}", flush=True)
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except replay.ReplayError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 2
-    from eval import config, ledger, status
+    from eval import config
+    from eval.record import ledger, report
 
     print("\nWhat the agent did, and what the harness decided:")
     print("\n".join(steps(result.today) if result.today else ["  (the CLI left no transcript)"]))
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.divergences:
         print("(real training: the numbers differ from the recording's, so a verdict may differ too)")
     task = config.load(result.clone / "program.md").task
-    print("\n" + status.report(result.clone, ledger.read(result.clone), task.metric, task.direction, status.ROWS))
+    print("\n" + report.report(result.clone, ledger.read(result.clone), task.metric, task.direction, report.ROWS))
     print(f"\nThe research repository: {result.clone} (git log, runs/, results.tsv, scratchpad.md)")
     return 0
 

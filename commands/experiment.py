@@ -1,0 +1,41 @@
+"""`./run.sh [-m "hypothesis"]`: one experiment on train.py, judged, then the verdict printed.
+
+This is the form the agent calls. A replay (`./run.sh replay`) starts it with
+AUTORESEARCH_RECORDED_RUNS set, so that each trial serves its recorded measurement
+instead of training (replay/recorded.py explains why the agent cannot set it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from eval import config, experiment
+from eval.data import DataError
+from eval.record import history
+
+
+def main(argv: list[str] | None = None) -> int:
+    from replay import recorded
+    from sandbox.job import SandboxUnavailable
+
+    ap = argparse.ArgumentParser(prog="./run.sh", description="Run one experiment on train.py and judge it")
+    ap.add_argument("-m", "--message", default="", help="the hypothesis this experiment tests, one line")
+    ap.add_argument("--budget", type=float, help="override the training budget in seconds (humans and tests)")
+    ap.add_argument("--unsafe-no-sandbox", action="store_true", help="run train.py unconfined if no sandbox exists")
+    args = ap.parse_args(argv)
+    recording = os.environ.get(recorded.ENV)
+    measure = recorded.measure(Path(recording)) if recording else None
+    try:
+        d = experiment.run_experiment(Path.cwd(), args.message, args.budget, args.unsafe_no_sandbox, measure=measure)
+    except (config.ConfigError, DataError, SandboxUnavailable, experiment.Busy, history.NotAResearchRepo) as e:
+        print(f"run.sh: {e}", file=sys.stderr)
+        return 2
+    print(experiment.verdict_text(d))
+    return 0 if d["outcome"] == "ok" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The layout of runs/, and the one way to write a file there: whole or not at all.
+
+runs/<id>/            one experiment (r0001, r0002, ...): its first trial's train.py, train.log,
+                      metrics.json, out/, score.log; verdict.json for the experiment
+runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
+runs/ledger.jsonl     every verdict (eval/record/ledger.py)
+runs/confirm/         test-split scores (./run.sh confirm): sealed from the agent
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+RUNS = Path("runs")
+EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
+TRIAL_ID = re.compile(r"^(r\d{4,})(?:-s(\d+))?$")  # a trial: r0001 (the first) or r0001-s2
+VERDICT = "verdict.json"
+METRICS = "metrics.json"
+
+
+def new_run_dir(runs: Path) -> tuple[str, Path]:
+    """Allocate the next id r0001, r0002, ...; mkdir is atomic, so two runs never share one."""
+    runs.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[1:]) for p in runs.glob("r[0-9]*") if EXPERIMENT_ID.match(p.name)]
+    n = max(taken, default=0) + 1
+    while True:
+        run_id = f"r{n:04d}"
+        try:
+            (runs / run_id).mkdir()
+            return run_id, runs / run_id
+        except FileExistsError:
+            n += 1
+
+
+def experiment_ids(repo: Path) -> list[str]:
+    """Every experiment dir under runs/, oldest first."""
+    runs = repo / RUNS
+    return sorted(p.name for p in runs.iterdir() if EXPERIMENT_ID.match(p.name)) if runs.is_dir() else []
+
+
+def trial_dir(experiment_dir: Path, k: int) -> tuple[str, Path]:
+    """The id and dir of trial k (1 = the first) of the experiment in experiment_dir."""
+    return (experiment_dir.name, experiment_dir) if k == 1 else (f"{experiment_dir.name}-s{k}",
+                                                                  experiment_dir / f"s{k}")
+
+
+def trial_path(trial_id: str) -> str:
+    """Where a trial's files are, relative to the repository: r0001-s2 is runs/r0001/s2."""
+    return str(RUNS / trial_id.replace("-", "/"))
+
+
+def seed_dirs(run_dir: Path) -> list[Path]:
+    """runs/<id> holds the first trial, runs/<id>/s2, s3, ... the others, in order."""
+    extra = [p for p in run_dir.glob("s[0-9]*") if p.name[1:].isdigit()]
+    return [run_dir, *sorted(extra, key=lambda p: int(p.name[1:]))]
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write through a temporary file beside `path` and rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        data = data.encode()
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from disk, or None when it is missing or broken."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,255 @@
+"""One trial: train one snapshot of train.py with one seed in the sandbox, score it in another.
+
+An experiment (eval/experiment.py) is one or more trials of the same train.py with seeds the
+harness chooses. Only the harness writes runs/<id>/metrics.json: what train.py prints or
+leaves in its output dir is kept for reading, never for the score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from eval import config
+from eval.data import load_manifest
+from eval.record import metrics as metrics_file
+from eval.record.runs import RUNS, new_run_dir, trial_path
+from eval.scoring.score import MARKER
+from sandbox.backends import select_backend
+from sandbox.gpu import has_gpu
+from sandbox.job import Job, Mount, Result, SandboxFailed
+from sandbox.logsink import LogSink
+from sandbox.runtime import python_executable
+
+REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
+                 "final_loss": float}
+SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "PATH": "/usr/bin:/bin"}
+HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
+
+
+class Measure(Protocol):
+    """How a trial is measured: in the sandbox (run_trial), or from a recording (replay/recorded.py)."""
+
+    def __call__(self, repo: Path, program: config.Program, trial: tuple[str, Path], source: Path,
+                 hypothesis: str, budget: float, seed: int, unsafe: bool = False) -> dict: ...
+
+
+def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int) -> Job:
+    task = program.task
+    return Job(
+        argv=[python_executable(), "/code/train.py"],
+        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin")],
+        env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
+             "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
+             **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
+        timeout_s=budget + task.grace_seconds,
+        limits=program.limits,
+        out_dir=run_dir / "out",
+        workdir="/out",
+        gpu=has_gpu(),
+        owner=str(run_dir.resolve()),
+    )
+
+
+def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float,
+              extra: tuple[str, ...] = ()) -> Job:
+    """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
+
+    Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out.
+    """
+    task = program.task
+    secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
+    return Job(
+        argv=[python_executable(), "-m", "eval.scoring.score", "--evaluator", task.evaluator, "--model",
+              "/in/model.pt2", "--data", secret, "--options", json.dumps(task.options),
+              "--score-seconds", str(program.limits.score_seconds), *extra],
+        mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret)],
+        env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
+        timeout_s=timeout_s,
+        limits=program.limits,
+        workdir="/tmp",
+        gpu=has_gpu(),
+        owner=str(owner.resolve()),
+    )
+
+
+def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float) -> Job:
+    """The validation scorer starts with training and waits for runs/<id>/score_in/go (see eval/scoring/score.py)."""
+    wait = budget + program.task.grace_seconds + 30
+    return score_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), run_dir,
+                     wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
+
+
+def parse_score(log: bytes) -> dict | None:
+    for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):])
+    return None
+
+
+def read_reported(out_dir: Path) -> dict:
+    """train.py's own account of itself, reduced to known, finite fields."""
+    try:
+        raw = json.loads((out_dir / "train_stats.json").read_text()[:100_000])
+    except (OSError, ValueError):
+        return {}
+    reported = {}
+    for key, kind in REPORTED_KEYS.items():
+        value = raw.get(key) if isinstance(raw, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            reported[key] = kind(value)
+    return reported
+
+
+def training_outcome(result: Result, program: config.Program, budget: float) -> tuple[str, str]:
+    """Classify the training process; ("", "") means go on and score it."""
+    if result.timed_out:
+        grace = program.task.grace_seconds
+        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {grace:g}s"
+    if result.oom:
+        return "oom", f"out of memory (limit {program.limits.memory_gb:g} GB)"
+    if result.exit_code != 0:
+        return "crash", f"train.py exited with status {result.exit_code}"
+    if result.out_error:
+        return "crash", result.out_error
+    return "", ""
+
+
+def infrastructure(error: SandboxFailed) -> str:
+    return f"not train.py's doing: the sandbox failed ({error}); run it again once the sandbox works"
+
+
+def hand_over(run_dir: Path, signal: str) -> None:
+    """Give the waiting scorer the model ('go') or send it home ('cancel')."""
+    model = run_dir / "out" / "model.pt2"
+    if signal == "go" and model.is_file():
+        shutil.copyfile(model, run_dir / "score_in" / "model.pt2")
+    tmp = run_dir / "score_in" / "go.tmp"
+    tmp.write_text(signal)
+    tmp.replace(run_dir / "score_in" / "go")
+
+
+def score_outcome(result: Result, score: dict | None, direction: str) -> tuple[str, str]:
+    if result.timed_out or (score or {}).get("timed_out"):
+        return "crash", "scoring timed out: the exported model is too slow or too large"
+    if result.oom:
+        return "oom", "out of memory while scoring the exported model"
+    if score is None:
+        return "crash", f"the scorer produced no result (exit status {result.exit_code})"
+    if not score.get("ok"):
+        return "crash", f"the exported model was rejected: {score.get('error')}"
+    if not score.get("finite"):
+        return "nan", "the metric is not finite (the model's outputs hold NaN or inf)"
+    if score.get("direction", direction) != direction:  # an evaluator may say which way its metric improves
+        return "crash", (f"not train.py's doing: the evaluator's metric improves when {score['direction']}d, "
+                         f"but program.md says task.direction: {direction}; fix program.md")
+    return "ok", ""
+
+
+def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[str, Path] | None = None,
+              source: Path | None = None, hypothesis: str = "", budget: float | None = None, seed: int | None = None,
+              unsafe: bool = False, echo: Callable[[str], None] | None = None) -> dict:
+    """Train `source` once in the sandbox with this seed, score it, and write the trial's metrics.json.
+
+    Left out: program.md as it is now, the next experiment dir, the task's train.py, budget and seed.
+    """
+    t0 = time.monotonic()
+    program = program or config.load(repo / "program.md")
+    data_dir = repo / "data"
+    manifest = load_manifest(data_dir)
+    backend = select_backend(unsafe)
+    task = program.task
+    budget = task.budget_seconds if budget is None else budget
+    seed = task.seed if seed is None else seed
+    run_id, run_dir = trial or new_run_dir(repo / RUNS)
+    shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
+    train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
+    say = echo or (lambda s: print(s, flush=True))
+    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
+
+    (run_dir / "score_in").mkdir()
+    sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
+    score_sink = LogSink(run_dir / "score.log", echo=False)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
+        signal, t_train = "cancel", time.monotonic()
+        try:
+            train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
+            outcome, reason = training_outcome(train, program, budget)
+            signal = "cancel" if outcome else "go"
+            if signal == "go":
+                say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
+        except SandboxFailed as e:  # a crash of the infrastructure, recorded as one: no score, the diff kept
+            train, outcome, reason = Result(None, seconds=time.monotonic() - t_train), "crash", infrastructure(e)
+            sink(f"\n[harness] {reason}\n".encode())
+        finally:
+            hand_over(run_dir, signal)
+            sink.close()
+        try:
+            scored = scoring.result()
+        except SandboxFailed as e:
+            scored = None
+            if not outcome:
+                outcome, reason = "crash", infrastructure(e)
+                score_sink(f"\n[harness] {reason}\n".encode())
+    score_sink.close()
+    log_tail = sink.tail_text()
+    score, scoring_seconds = None, None
+    if not outcome:
+        score = parse_score((run_dir / "score.log").read_bytes())
+        scoring_seconds = score.get("seconds") if score else scored.seconds
+        outcome, reason = score_outcome(scored, score, task.direction)
+        if outcome != "ok":
+            log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
+    ok = outcome == "ok"
+    metrics = metrics_file.record(
+        run_id, task, hypothesis, seed, budget, train_sha, manifest["hash"], backend.name,
+        outcome=outcome,
+        value=score["value"] if ok else None,
+        training_seconds=round(train.seconds, 3),
+        scoring_seconds=None if scoring_seconds is None else round(scoring_seconds, 3),
+        total_seconds=round(time.monotonic() - t0, 3),
+        peak_memory_mb=None if train.peak_memory_mb is None else round(train.peak_memory_mb, 1),
+        parameters=score.get("parameters") if score else None,
+        scored_bytes=score.get("scored_bytes") if score else None,
+        exit_code=train.exit_code,
+        reason=reason,
+        log_tail=log_tail,
+        reported=read_reported(run_dir / "out"),
+    )
+    metrics_file.write(run_dir, metrics)
+    return metrics
+
+
+def summary(m: dict) -> str:
+    value = "-" if m["value"] is None else f"{m['value']:.6f}"
+    rep = m["reported"]
+    where = trial_path(m["id"])
+    lines = [
+        "-" * 60,
+        f"experiment   {m['id']}    outcome {m['outcome'].upper()}",
+        f"{m['metric']:<12} {value}   ({m['direction']})",
+    ]
+    if m["reason"]:
+        lines.append(f"reason       {m['reason']}")
+    lines += [
+        f"time         train {m['training_seconds']:.1f}s  score {m['scoring_seconds'] or 0:.1f}s  "
+        f"total {m['total_seconds']:.1f}s  (budget {m['budget_seconds']:g}s)",
+        f"model        {m['parameters'] or 0:,} parameters   peak memory "
+        + ("-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f} MB"),
+        f"train.py     steps {rep.get('steps', '-')}   {rep.get('tokens_per_second', 0):,.0f} bytes/s (reported)",
+        f"files        {where}/train.log  {where}/metrics.json",
+        "-" * 60,
+    ]
+    if m["outcome"] != "ok":
+        lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The tool policy: what Claude Code may do inside the research loop.
+
+Everything is an allowlist kept in tables: TOOLS here (one rule per tool), COMMANDS
+(commands.py: the shell commands and their options), GIT_READS (git.py), the path rules
+(paths.py). When an experiment may start is the research engine's rule (eval/rules.py),
+consulted here. A denial always says why and what to do instead,
+because the reason is all the agent sees. decide() does no I/O beyond resolving paths and
+expanding globs, so tests can point it at any repository and any program.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hooks.guard import shell
+from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, Form, unknown
+from hooks.guard.paths import Context, Refused, literal, readable, resolve, resolved
+from hooks.guard.shell import Word
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the hook ~5 ms per call
+if TYPE_CHECKING:
+    from eval.config import ConfigError, Program
+
+EDITABLE = ("train.py", "scratchpad.md")
+MAX_COMMAND = 4000
+MAX_HYPOTHESIS = 300
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # "allow" or "deny"
+    reason: str
+    updated_input: dict | None = None  # replaces the whole tool input when set
+
+
+def allow(reason: str, updated_input: dict | None = None) -> Decision:
+    return Decision("allow", reason, updated_input)
+
+
+def deny(reason: str) -> Decision:
+    return Decision("deny", reason)
+
+
+def decide(
+    tool_name: str,
+    tool_input: dict,
+    repo: Path,
+    program: Program | ConfigError,
+    cwd: str | Path | None = None,
+) -> Decision:
+    """Decide one tool call. `program` is program.md parsed, or the ConfigError it raised."""
+    rule = TOOLS.get(tool_name)
+    if rule is None:
+        if tool_name.startswith("mcp__"):
+            return deny(f"MCP tools ({tool_name}) are not part of the research loop")
+        return deny(f"the tool {tool_name!r} is not part of the research loop; use Bash, Read, Edit or Write")
+    if not isinstance(tool_input, dict):
+        return deny("the tool input is not a JSON object")
+    root = Path(os.path.realpath(repo))
+    ctx = Context(root, Path(os.path.realpath(root / (cwd or "."))), program)
+    try:
+        return rule(tool_input, ctx)
+    except Refused as e:
+        return deny(str(e))
+
+
+# ---------------------------------------------------------------- ./run.sh
+
+
+def run_form(words: list[Word]) -> str:
+    """'experiment' or 'status' for the forms the agent may call; refuse the rest."""
+    args = [literal(w) for w in words]
+    if args == ["status"]:
+        return "status"
+    if not args or (len(args) == 2 and args[0] == "-m" and valid_hypothesis(args[1])):
+        return "experiment"
+    raise Refused(
+        './run.sh takes exactly one of these forms: `./run.sh`, `./run.sh -m "one-line hypothesis"` '
+        f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`"
+    )
+
+
+def valid_hypothesis(text: str) -> bool:
+    return len(text.strip()) > 0 and len(text) <= MAX_HYPOTHESIS and "\n" not in text
+
+
+def invalid_program(error: Exception) -> str:
+    return f"program.md is invalid: {error}; ask the human to fix it"
+
+
+# ---------------------------------------------------------------- tools
+
+
+def bash(tool_input: dict, ctx: Context) -> Decision:
+    command = tool_input.get("command")
+    if not isinstance(command, str) or not command.strip():
+        return deny("Bash needs a command")
+    if len(command) > MAX_COMMAND:
+        return deny(f"the command is {len(command)} characters long; the limit is {MAX_COMMAND}")
+    if INVISIBLE.search(command):
+        return deny("control, zero-width and bidirectional characters are not allowed in commands")
+    if not ctx.cwd.is_relative_to(ctx.repo):
+        return deny(f"the shell is in {ctx.cwd}, outside the repository {ctx.repo}; commands run in the repository")
+    try:
+        line = shell.parse(command)
+    except shell.ShellError as e:
+        return deny(str(e))
+    experiment = False
+    for cmd in line.commands:
+        name, args = cmd.words[0].text, list(cmd.words[1:])
+        for source in cmd.inputs:
+            readable(ctx, literal(source))
+        if name == "./run.sh":
+            experiment |= run_form(args) == "experiment"
+            if ctx.cwd != ctx.repo:
+                raise Refused("run ./run.sh from the repository root")
+            continue
+        rule = COMMANDS.get(name)
+        if rule is None:
+            raise Refused(unknown(name))
+        if isinstance(rule, Form):
+            rule.check(ctx, name, args, "." if name in IMPLICIT_CWD else None)
+        else:
+            rule(ctx, args)
+    if experiment:
+        if not line.alone:
+            raise Refused(
+                'run the experiment on its own: `./run.sh` or `./run.sh -m "hypothesis"`, with no `;`, '
+                "`&&`, `|`, `&` or redirection, so the harness sees exactly one run"
+            )
+        if isinstance(ctx.program, Exception):
+            return deny(invalid_program(ctx.program))
+        from eval import rules  # here: only experiment runs pay for the ledger
+
+        refusal = rules.run_refusal(ctx.repo, ctx.program)
+        if refusal:
+            return deny(refusal)
+        timeout = rules.run_timeout_ms(ctx.program)
+        updated = {k: v for k, v in tool_input.items() if k != "run_in_background"} | {"timeout": timeout}
+        return allow(f"experiment run (timeout {timeout // 1000} s, foreground)", updated)
+    if tool_input.get("run_in_background"):
+        return deny("background commands are not allowed; run it in the foreground")
+    return allow("read-only command inside the repository")
+
+
+def read(tool_input: dict, ctx: Context) -> Decision:
+    readable(ctx, tool_input.get("file_path"))
+    return allow("read inside the repository")
+
+
+def edit(tool_input: dict, ctx: Context) -> Decision:
+    value = tool_input.get("file_path")
+    path, rel = resolve(ctx, value)
+    if path in [ctx.repo / name for name in EDITABLE]:
+        return allow(f"{rel} is editable")
+    raise Refused(
+        f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
+        "scratchpad.md; everything else is the harness"
+    )
+
+
+def web_phase(ctx: Context) -> tuple[str, ...]:
+    """The current phase's web domains; refuse when program.md is broken or the phase has no web."""
+    if isinstance(ctx.program, Exception):
+        raise Refused(invalid_program(ctx.program))
+    phase = ctx.program.current_phase
+    if not phase.web:
+        raise Refused(
+            f"the current phase '{phase.name}' does not allow web access (program.md decides which phases do)"
+        )
+    if not phase.domains:
+        raise Refused(f"the phase '{phase.name}' allows web access but lists no domains in program.md")
+    return phase.domains
+
+
+def on_domains(host: str, domains: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def url_host(url: object) -> str | None:
+    """The host a URL reaches, or None when parsers could disagree about it (user@, backslash, spaces)."""
+    if not isinstance(url, str) or not url.isascii() or re.search(r"[\s\\]", url):
+        return None
+    try:
+        from urllib.parse import urlsplit  # here: only web calls pay for the import
+
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc or not host:
+        return None
+    return host
+
+
+def web_fetch(tool_input: dict, ctx: Context) -> Decision:
+    domains = web_phase(ctx)
+    url = tool_input.get("url")
+    host = url_host(url)
+    if host is None:
+        return deny(f"WebFetch needs a plain http(s) URL (no user@, backslashes or spaces), got {url!r}")
+    if not on_domains(host, domains):
+        return deny(f"{host} is not among this phase's domains: {', '.join(domains)}")
+    return allow(f"{host} is allowed in this phase")
+
+
+def web_search(tool_input: dict, ctx: Context) -> Decision:
+    domains = web_phase(ctx)
+    asked = tool_input.get("allowed_domains")
+    if not asked:
+        return allow("search limited to this phase's domains", {**tool_input, "allowed_domains": list(domains)})
+    if not isinstance(asked, list) or not all(isinstance(d, str) and on_domains(d, domains) for d in asked):
+        return deny(f"allowed_domains must be within this phase's domains: {', '.join(domains)}")
+    return allow("search within this phase's domains")
+
+
+def permit(reason: str) -> Callable[[dict, Context], Decision]:
+    return lambda tool_input, ctx: allow(reason)
+
+
+def refuse(reason: str) -> Callable[[dict, Context], Decision]:
+    return lambda tool_input, ctx: deny(reason)
+
+
+NO_SCHEDULING = "scheduling is not part of the research loop: keep looping yourself"
+TOOLS: dict[str, Callable[[dict, Context], Decision]] = {
+    "Bash": bash,
+    "Read": read,
+    "Edit": edit,
+    "Write": edit,
+    "MultiEdit": edit,
+    "NotebookEdit": refuse("notebooks are not part of the research loop; edit train.py"),
+    "WebFetch": web_fetch,
+    "WebSearch": web_search,
+    "Task": permit("subagents run under this same guard"),
+    "Agent": permit("subagents run under this same guard"),
+    "TodoWrite": permit("a to-do list changes no files"),
+    "TaskOutput": permit("reads the output of the agent's own background task"),
+    "BashOutput": permit("reads the output of the agent's own background task"),
+    "KillShell": permit("stops only the agent's own background task"),
+    "TaskStop": permit("stops only the agent's own background task"),
+    "CronCreate": refuse(NO_SCHEDULING),
+    "CronDelete": refuse(NO_SCHEDULING),
+    "CronList": refuse(NO_SCHEDULING),
+    "Monitor": refuse("Monitor runs commands outside the Bash policy; ./run.sh already waits for the run"),
+    "Skill": refuse("skills are not part of the research loop"),
+    "AskUserQuestion": refuse(
+        "no human is watching the loop: decide, record your reasoning in scratchpad.md, and go on"
+    ),
+}
