@@ -1,1 +1,1 @@
-"""Everything that measures: data preparation, scoring, the metric, config and results."""
+"""The research engine: the config (program.md), one experiment, one trial (= one seed), the verdict rule."""

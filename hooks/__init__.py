@@ -1,1 +1,1 @@
-"""Everything that talks to Claude Code: hook entry points and the tool policy."""
+"""The entry points Claude Code calls (pre/post tool use, stop, session start/end) and the audit log."""

@@ -1,1 +1,1 @@
-"""Everything that runs untrusted code: container backends, limits and the time budget."""
+"""Everything that runs untrusted code: the Backend protocol, Docker / bubblewrap / unsafe, limits, GPUs."""

@@ -146,7 +146,7 @@ def test_adopting_a_foreign_script_runs_baseline_keep_discard_and_confirm(clone,
     record = json.loads((clone / "runs" / "confirm" / "log.jsonl").read_text())
     for label, run_id in (("baseline", "r0001"), ("best", "r0002")):
         model = clone / "runs" / run_id / "out" / "model.pt2"
-        test = tabular.score(model, clone / "data" / "test.bin", 0, 0, {"metric": "accuracy", "target": "label"})
+        test = tabular.score(model, clone / "data" / "test.bin", {"metric": "accuracy", "target": "label"})
         assert record["runs"][label]["test"] == pytest.approx([test["value"]], abs=1e-6)
 
 

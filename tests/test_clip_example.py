@@ -121,20 +121,20 @@ def test_both_metrics_are_sane_and_the_trained_model_beats_chance(experiments):
     val = root / "data" / "val.bin"
     n = len(load(val)["captions"])
     trained, untrained = root / "runs" / "r0001" / "out" / "model.pt2", root / "runs" / "r0002" / "out" / "model.pt2"
-    recall = score(trained, val, 0, 0, {})
-    rank = score(trained, val, 0, 0, {"metric": "mean_rank"})
+    recall = score(trained, val, {})
+    rank = score(trained, val, {"metric": "mean_rank"})
     assert recall["metric"] == "recall_at_1" and 0 <= recall["value"] <= 1 and recall["folds"] == 1
     assert rank["metric"] == "mean_rank" and 1 <= rank["value"] <= n
     chance_rank = (n + 1) / 2  # a random model's mean rank is within a few units of it (sd ~ n / sqrt(12 n))
     assert recall["value"] >= 2 / n and rank["value"] < 0.5 * chance_rank  # chance recall: 1 / n
-    assert chance_rank * 0.8 < score(untrained, val, 0, 0, {"metric": "mean_rank"})["value"] < chance_rank * 1.2
+    assert chance_rank * 0.8 < score(untrained, val, {"metric": "mean_rank"})["value"] < chance_rank * 1.2
     assert recall["value"] == pytest.approx(rank["recall_at_1"], abs=2 / n)
 
 
 def test_a_metric_scored_against_its_direction_is_refused(experiments):
     root = experiments[0]
     val, model = root / "data" / "val.bin", root / "runs" / "r0001" / "out" / "model.pt2"
-    rank = {**score(model, val, 0, 0, {"metric": "mean_rank"}), "ok": True, "finite": True}
+    rank = {**score(model, val, {"metric": "mean_rank"}), "ok": True, "finite": True}
     assert rank["direction"] == "minimize"
     assert score_outcome(Result(0), rank, "minimize") == ("ok", "")
     outcome, reason = score_outcome(Result(0), rank, "maximize")  # options.metric changed, direction forgotten
@@ -146,7 +146,7 @@ def test_k_fold_scores_the_mean_over_disjoint_galleries(experiments):
     val, model = root / "data" / "val.bin", root / "runs" / "r0001" / "out" / "model.pt2"
     n = len(load(val)["captions"])
     for metric in ("recall_at_1", "mean_rank"):
-        r = score(model, val, 0, 0, {"metric": metric, "folds": FOLDS})
+        r = score(model, val, {"metric": metric, "folds": FOLDS})
         assert r["folds"] == FOLDS and len(r["fold_values"]) == FOLDS
         assert r["value"] == pytest.approx(statistics.fmean(r["fold_values"]))
         assert r["fold_spread"] == pytest.approx(statistics.stdev(r["fold_values"]), abs=1e-6)
@@ -154,7 +154,7 @@ def test_k_fold_scores_the_mean_over_disjoint_galleries(experiments):
     for bad, message in (({"metric": "top5"}, "options.metric"), ({"folds": 0}, "options.folds"),
                          ({"folds": n}, "options.folds"), ({"folds": True}, "options.folds")):
         with pytest.raises(ValueError, match=message):
-            score(model, val, 0, 0, bad)
+            score(model, val, bad)
 
 
 class PeeksAtThePair(nn.Module):
@@ -200,8 +200,8 @@ def test_pairing_tricks_are_rejected_and_ties_count_against(tmp_path, data):
     val, n = data / "val.bin", len(load(data / "val.bin")["captions"])
     for cheat in (PeeksAtThePair(), RowNumber()):
         with pytest.raises(ModelRejected, match="depend on its own"):
-            score(export(cheat, tmp_path / "m.pt2"), val, 0, 0, {})
+            score(export(cheat, tmp_path / "m.pt2"), val, {})
     with pytest.raises(ModelRejected, match="must map"):
-        score(export(OneOutput(), tmp_path / "m.pt2"), val, 0, 0, {})
-    constant = score(export(Constant(), tmp_path / "m.pt2"), val, 0, 0, {})
+        score(export(OneOutput(), tmp_path / "m.pt2"), val, {})
+    constant = score(export(Constant(), tmp_path / "m.pt2"), val, {})
     assert constant["recall_at_1"] == 0 and constant["mean_rank"] == n  # every tie ranks its caption last

@@ -82,7 +82,7 @@ def history(tmp_path: Path, corpus: Path) -> Path:
         for k, (seed, steps) in enumerate(runs, start=1):
             d = repo / "runs" / run_id / ("" if k == 1 else f"s{k}")
             model = export(fitted(repo / "data", seed, steps), d / "out" / "model.pt2")
-            value = tabular.score(model, repo / "data" / "val.bin", 0, 0, OPTIONS)["value"]
+            value = tabular.score(model, repo / "data" / "val.bin", OPTIONS)["value"]
             values.append(value)
             (d / "metrics.json").write_text(json.dumps({"id": run_id, "outcome": "ok", "value": value, "seed": seed,
                                                         "data_manifest_hash": manifest["hash"]}))
@@ -104,7 +104,7 @@ def test_confirm_scores_baseline_and_best_on_the_test_split_in_the_sandbox(histo
     assert record["runs"]["baseline"]["seeds"] == [11, 12] and record["runs"]["best"]["seeds"] == [14]
     for label, dirs in (("baseline", ["r0001", "r0001/s2"]), ("best", ["r0003"])):
         models = [history / "runs" / d / "out" / "model.pt2" for d in dirs]
-        test = [tabular.score(m, history / "data" / "test.bin", 0, 0, OPTIONS)["value"] for m in models]
+        test = [tabular.score(m, history / "data" / "test.bin", OPTIONS)["value"] for m in models]
         val = [json.loads((m.parent.parent / "metrics.json").read_text())["value"] for m in models]
         assert record["runs"][label]["test"] == pytest.approx(test, abs=1e-6)
         assert record["runs"][label]["val"] == val

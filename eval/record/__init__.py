@@ -1,1 +1,1 @@
-"""eval/record"""
+"""What is stored: the runs/ layout, metrics.json, the ledger, git history, the plot, the scratchpad."""

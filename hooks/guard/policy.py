@@ -72,6 +72,9 @@ def decide(
 # ---------------------------------------------------------------- ./run.sh
 
 
+RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status")  # what run_form() accepts, as allow rules
+
+
 def run_form(words: list[Word]) -> str:
     """'experiment' or 'status' for the forms the agent may call; refuse the rest."""
     args = [literal(w) for w in words]
@@ -229,6 +232,15 @@ def refuse(reason: str) -> Callable[[dict, Context], Decision]:
 
 
 NO_SCHEDULING = "scheduling is not part of the research loop: keep looping yourself"
+PERMITTED = {  # tools allowed whatever their input (settings.json pre-approves them too)
+    "Task": "subagents run under this same guard",
+    "Agent": "subagents run under this same guard",
+    "TodoWrite": "a to-do list changes no files",
+    "TaskOutput": "reads the output of the agent's own background task",
+    "BashOutput": "reads the output of the agent's own background task",
+    "KillShell": "stops only the agent's own background task",
+    "TaskStop": "stops only the agent's own background task",
+}
 TOOLS: dict[str, Callable[[dict, Context], Decision]] = {
     "Bash": bash,
     "Read": read,
@@ -238,13 +250,7 @@ TOOLS: dict[str, Callable[[dict, Context], Decision]] = {
     "NotebookEdit": refuse("notebooks are not part of the research loop; edit train.py"),
     "WebFetch": web_fetch,
     "WebSearch": web_search,
-    "Task": permit("subagents run under this same guard"),
-    "Agent": permit("subagents run under this same guard"),
-    "TodoWrite": permit("a to-do list changes no files"),
-    "TaskOutput": permit("reads the output of the agent's own background task"),
-    "BashOutput": permit("reads the output of the agent's own background task"),
-    "KillShell": permit("stops only the agent's own background task"),
-    "TaskStop": permit("stops only the agent's own background task"),
+    **{name: permit(reason) for name, reason in PERMITTED.items()},
     "CronCreate": refuse(NO_SCHEDULING),
     "CronDelete": refuse(NO_SCHEDULING),
     "CronList": refuse(NO_SCHEDULING),
