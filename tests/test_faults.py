@@ -138,46 +138,131 @@ def verdict_of(repo: Path, run_id: str) -> dict:
 
 
 class PrivateDocker:
-    """A second dockerd of our own (its socket, data and exec roots in a temp dir): ours to kill.
+    """A second dockerd of our own (its socket, pid file, data and exec roots in a temp dir, so its
+    containerd's socket, state and pid file too): ours to kill.
 
     The system's daemon serves other users of this machine and is never touched. Short paths:
     a unix socket path holds at most 107 bytes.
+
+    Starting it again after a kill -9 needs care. The killed dockerd's containerd dies with it
+    (its parent-death signal) but lingers as a zombie until whatever reaps orphans here gets to
+    it (PID 1 here takes about 2 s, a CI container's PID 1 may never), and its pid file stays. A
+    new dockerd that finds that pid alive "adopts" the dead containerd instead of starting one,
+    waits on a socket nobody serves and exits after its fixed 15 s: "timeout waiting for
+    containerd to start". So start() first makes sure no containerd of ours is left and removes
+    the pid files and sockets the dead ones left, and a dockerd that exits before it answers
+    (under load its 15 s for containerd can run out) is cleaned up after and started again.
     """
+
+    START_SECONDS = 120  # until it answers, all attempts together: enough on a loaded 2-core CI machine
+    ATTEMPTS = 3
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="faultd-", dir="/tmp"))
         self.url = f"unix://{self.root}/docker.sock"
+        self.containerd_state = self.root / "x" / "containerd"  # dockerd's default for its containerd
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:
         """Start it and wait until it answers; the seconds that took."""
         import docker
 
-        t0 = time.monotonic()
-        with open(self.root / "log", "ab") as log:
-            self.proc = subprocess.Popen(
-                ["dockerd", "--host", self.url, "--data-root", f"{self.root}/data", "--exec-root", f"{self.root}/x",
-                 "--pidfile", f"{self.root}/pid", "--iptables=false", "--ip-masq=false", "--bridge=none",
-                 "--shutdown-timeout=2"],
-                stdout=log, stderr=subprocess.STDOUT)
-
         def answers() -> bool:
             with contextlib.suppress(Exception):
                 return docker.DockerClient(base_url=self.url, timeout=2).ping()
             return False
 
-        wait_for(answers, timeout=60, message=f"the private dockerd ({self.root / 'log'})")
-        return time.monotonic() - t0
+        t0 = time.monotonic()
+        deadline = t0 + self.START_SECONDS
+        for attempt in range(1, self.ATTEMPTS + 1):
+            self.clear_leftovers()
+            with open(self.root / "log", "ab") as log:
+                log.write(f"--- the test starts dockerd (attempt {attempt})\n".encode())
+                log.flush()
+                self.proc = subprocess.Popen(
+                    ["dockerd", "--host", self.url, "--data-root", f"{self.root}/data", "--exec-root",
+                     f"{self.root}/x", "--pidfile", f"{self.root}/pid", "--iptables=false", "--ip-masq=false",
+                     "--bridge=none", "--shutdown-timeout=2"],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if answers():
+                    return time.monotonic() - t0
+                time.sleep(0.2)
+            if self.proc.poll() is None or time.monotonic() >= deadline:
+                break  # still starting at the deadline: not worth another try
+        self.kill()
+        log = (self.root / "log").read_text(errors="replace").splitlines()
+        tail = "\n".join(log[-15:])
+        raise AssertionError(f"the private dockerd did not answer within {self.START_SECONDS}s "
+                             f"({attempt} attempt(s), {self.root / 'log'}):\n{tail}")
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        """kill -9 the daemon, as a crash would, and wait until its containerd is dead too.
+
+        dockerd runs in a session of its own; its containerd, in another, gets SIGKILL when dockerd
+        dies, and the kill here makes sure of it. Its shims and their containers live on, as after
+        a real crash: the restarted daemon reaps them.
+        """
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        self.kill_and_wait([pid for pid, argv in self.processes().items() if Path(argv[0]).name == "containerd"])
+
+    def clear_leftovers(self) -> None:
+        """No containerd of ours left, nor the pid files and sockets dead daemons left behind."""
+        self.kill_and_wait([pid for pid, argv in self.processes().items() if Path(argv[0]).name == "containerd"])
+        stale = [self.root / "pid", self.root / "docker.sock"]
+        stale += [self.containerd_state / name for name in
+                  ("containerd.pid", "containerd.sock", "containerd.sock.ttrpc", "containerd-debug.sock")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+
+    def processes(self) -> dict[int, list[str]]:
+        """The live processes started for this daemon (dockerd, containerd, shims): pid -> argv."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):  # gone meanwhile
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                if any(f"{self.root}/" in arg for arg in argv):  # a zombie's cmdline is empty
+                    found[int(entry.name)] = argv
+        return found
+
+    @staticmethod
+    def kill_and_wait(pids: list[int], timeout: float = 60) -> None:
+        """SIGKILL each of pids and their descendants; wait until all are dead (gone, or a zombie)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                    int(stat.parent.name))
+        doomed, todo = set(), list(pids)
+        while todo:
+            pid = todo.pop()
+            if pid not in doomed:
+                doomed.add(pid)
+                todo.extend(children.get(pid, []))
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+        def dead(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+            except (OSError, IndexError):
+                return True
+
+        wait_for(lambda: all(dead(pid) for pid in doomed), timeout=timeout, message=f"{sorted(doomed)} to die")
 
     def close(self) -> None:
         """Stop it cleanly (it stops its containers, its containerd and unmounts), then remove its files.
 
         A daemon killed -9 left its containers running under their shims: started again, it
-        reaps them first, as a restarted system daemon would.
+        reaps them first, as a restarted system daemon would. A shim it does not reap (a
+        container created but not yet started when the daemon died) is killed here.
         """
         with contextlib.suppress(Exception):
             if self.proc and self.proc.poll() is not None:
@@ -188,6 +273,8 @@ class PrivateDocker:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        with contextlib.suppress(AssertionError):
+            self.kill_and_wait(list(self.processes()))
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
