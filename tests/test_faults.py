@@ -29,6 +29,7 @@ import pytest
 
 from eval import experiment
 from eval.record import ledger
+from eval.record.runs import EXPERIMENT_ID
 from tests.conftest import REPO, TEST_FRONT_MATTER, build_repo
 from tests.test_sandbox import TINY_BIGRAM
 
@@ -90,7 +91,7 @@ def holds(repo: Path, direction: str = "minimize") -> list[dict]:
             assert not snapshot.exists(), f"{row['id']}: ran but its diff has no ref"
             continue
         assert r.commit(keeper).tree["train.py"].data_stream.read() == snapshot.read_bytes(), f"{row['id']} lost"
-    runs = sorted(p.name for p in (repo / "runs").iterdir() if experiment.RUN_DIR.match(p.name))
+    runs = sorted(p.name for p in (repo / "runs").iterdir() if EXPERIMENT_ID.match(p.name))
     assert runs == ids, f"run dirs without a ledger row: {sorted(set(runs) - set(ids))}"
     assert (repo / "results.tsv").read_bytes() == ledger.render_tsv(rows), "results.tsv disagrees with the ledger"
     return rows

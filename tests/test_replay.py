@@ -73,7 +73,8 @@ def change(path: Path, old: str, new: str) -> None:
 
 def test_a_changed_policy_is_reported_as_exactly_that_divergence(tmp_path: Path) -> None:
     harness = copy_harness(tmp_path)
-    change(harness / "hooks" / "policy.py", '    "wc": Form(', '    "wc-retired": Form(')  # wc no longer allowed
+    commands = harness / "hooks" / "guard" / "commands.py"
+    change(commands, '    "wc": Form(', '    "wc-retired": Form(')  # wc no longer allowed
     result = replay.replay(SESSIONS / "forbidden.jsonl", "recorded", harness=harness, workdir=tmp_path / "replay")
     assert result.divergences == [Divergence("tool call", "toolu_count Bash(wc -l train.py)", "allowed", "denied")]
     assert "1 divergence(s):" in result.report() and "recorded allowed, today denied" in result.report()

@@ -83,7 +83,7 @@ def die(real):
         real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
     return wrapped
-targets = {"decide": (research, "write_json"), "git": (history, "keep"), "git-discard": (history, "discard"),
+targets = {"decide": (experiment, "write_json"), "git": (history, "keep"), "git-discard": (history, "discard"),
            "ledger": (ledger, "append"), "plot": (plot, "draw")}
 module, name = targets[step]
 setattr(module, name, die(getattr(module, name)))
