@@ -7,10 +7,10 @@ hook call reads it again, and a broken edit is reported with the field that is w
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.record.runs import atomic_write
 from sandbox.job import Limits
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "program.schema.json"
@@ -167,9 +167,7 @@ def load(path: Path) -> Program:
         data = validated(raw_yaml, str(path))
         try:
             CACHE_FILE.parent.mkdir(exist_ok=True)
-            tmp = CACHE_FILE.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": key, "data": data}))
-            tmp.replace(CACHE_FILE)
+            atomic_write(CACHE_FILE, json.dumps({"key": key, "data": data}))
         except OSError:
             pass  # a read-only checkout just validates every time
     return build(data, body, str(path))

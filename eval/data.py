@@ -15,6 +15,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from eval.record.runs import atomic_write
+
 SPLITS = {"train": 900, "val": 950, "test": 1000}  # cumulative per-mille of files, by path hash
 SEPARATOR = b"\x00"
 SKIP_PARTS = {"site-packages", "__pycache__", ".git"}
@@ -101,12 +103,8 @@ def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool 
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, blob in blobs.items():
-        tmp = data_dir / f"{name}.bin.tmp"
-        tmp.write_bytes(blob)
-        tmp.replace(data_dir / f"{name}.bin")
-    tmp = data_dir / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(existing_path)  # written last: a manifest means the splits are complete
+        atomic_write(data_dir / f"{name}.bin", blob)
+    atomic_write(existing_path, json.dumps(manifest, indent=2) + "\n")  # last: a manifest means the splits are complete
     return manifest
 
 

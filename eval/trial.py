@@ -21,7 +21,7 @@ from typing import Protocol
 from eval import config
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
-from eval.record.runs import RUNS, new_run_dir, trial_path
+from eval.record.runs import RUNS, atomic_write, new_run_dir, trial_path
 from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
@@ -133,9 +133,7 @@ def hand_over(run_dir: Path, signal: str) -> None:
     model = run_dir / "out" / "model.pt2"
     if signal == "go" and model.is_file():
         shutil.copyfile(model, run_dir / "score_in" / "model.pt2")
-    tmp = run_dir / "score_in" / "go.tmp"
-    tmp.write_text(signal)
-    tmp.replace(run_dir / "score_in" / "go")
+    atomic_write(run_dir / "score_in" / "go", signal)
 
 
 def score_outcome(result: Result, score: dict | None, direction: str) -> tuple[str, str]:

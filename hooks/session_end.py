@@ -9,11 +9,11 @@ It never raises: a missing transcript is ignored, a failed copy is reported on s
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import sys
 from pathlib import Path
+
+from eval.record.runs import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 SESSIONS = "sessions"
@@ -29,12 +29,7 @@ def save(raw: str, repo: Path) -> Path | None:
     name = UNSAFE.sub("_", str(event.get("session_id") or source.stem)).lstrip(".") or "session"
     target = repo / SESSIONS / f"{name}.jsonl"
     target.parent.mkdir(exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(target, source.read_bytes())
     return target
 
 

@@ -10,10 +10,11 @@ writes sessions/<session_id>.start.json, and SessionEnd puts the transcript besi
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
+
+from eval.record.runs import atomic_write
 
 FILES = ("train.py", "program.md", "scratchpad.md", "STOP")
 LEDGER = "runs/ledger.jsonl"
@@ -46,9 +47,7 @@ def save(repo: Path, event: dict) -> Path | None:
     if target.exists():
         return None
     target.parent.mkdir(exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"session_id": session_id, **snapshot(repo)}, indent=1))
-    tmp.replace(target)
+    atomic_write(target, json.dumps({"session_id": session_id, **snapshot(repo)}, indent=1))
     return target
 
 

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.record import history
 from hooks import start_state
 from loop import claude_cli
 from replay import transcript
@@ -40,7 +41,7 @@ RUNS = ("recorded", "real")
 REAL_BUDGET_S = 5.0
 TIMEOUT_S = {"recorded": 600, "real": 3600}
 IDENTITY = ("-c", "user.name=replay", "-c", "user.email=replay@harness.invalid", "-c", "commit.gpgsign=false")
-TRAILER = "Autoresearch-Experiment: "
+TRAILER = f"{history.TRAILER}: "
 
 
 class ReplayError(RuntimeError):

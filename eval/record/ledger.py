@@ -14,18 +14,18 @@ import fcntl
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from eval.record.runs import EXPERIMENT_ID
+
 LEDGER = Path("runs") / "ledger.jsonl"
 TSV = Path("results.tsv")
 STATUSES = ("keep", "discard", "crash", "timeout")
 DIRECTIONS = ("minimize", "maximize")
-ID_PATTERN = re.compile(r"^r[0-9]{4,}$")
 
 NUM, STR, LIST, NONE = (int, float), (str,), (list,), (type(None),)
 # name, accepted types, required, meaning. Every ledger line holds every field (null when not given),
@@ -75,7 +75,7 @@ def normalize(row: dict) -> dict:
         if not isinstance(out[name], types) or isinstance(out[name], bool):
             expected = " or ".join(t.__name__ for t in types)
             raise ValueError(f"ledger row field {name}={out[name]!r}: expected {expected}")
-    if not ID_PATTERN.match(out["id"]):
+    if not EXPERIMENT_ID.match(out["id"]):
         raise ValueError(f"ledger row id {out['id']!r}: expected r0001, r0002, ...")
     if out["status"] not in STATUSES:
         raise ValueError(f"ledger row status {out['status']!r}: expected one of {', '.join(STATUSES)}")

@@ -7,10 +7,11 @@ timeout) red crosses on the top edge, and the running best, the latest kept valu
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 from eval.record.ledger import best, describe
+from eval.record.runs import atomic_write
 
 PNG = Path("progress.png")
 STYLE = {  # status -> scatter style
@@ -22,7 +23,7 @@ LABEL_CHARS = 40
 
 
 def draw(repo: Path, rows: list[dict], metric: str, direction: str) -> Path:
-    """Write progress.png at the repo root (temp file + os.replace: a reader never sees half a PNG)."""
+    """Write progress.png at the repo root, whole (a reader never sees half a PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # here, not at the top: matplotlib costs ~0.5 s
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -62,8 +63,7 @@ def draw(repo: Path, rows: list[dict], metric: str, direction: str) -> Path:
                 transform=ax.transAxes, ha="center", va="center", color="#777777")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
-    path = repo / PNG
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    atomic_write(repo / PNG, png.getvalue())
+    return repo / PNG

@@ -61,11 +61,12 @@ def seed_dirs(run_dir: Path) -> list[Path]:
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write through a temporary file beside `path` and rename: a reader sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, str):
-        data = data.encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; left only by a failed write
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import string
 import sys
 import zlib
@@ -257,9 +256,9 @@ def load_bashlex() -> ModuleType:
 def save(path: Path, text: str) -> None:
     """Write atomically (hooks run in parallel); a cache that cannot be written is only slower."""
     try:
+        from eval.record.runs import atomic_write  # here: only a cache miss pays for it
+
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError:
         pass
