@@ -5,15 +5,20 @@ The harness runs this inside a sandbox and gives it, through the environment:
   AUTORESEARCH_SEED      the seed            AUTORESEARCH_BUDGET_S  training seconds
   AUTORESEARCH_DATA      the training split  AUTORESEARCH_OUT       the only writable dir
   AUTORESEARCH_SEQ_LEN   the sequence length the exported model must accept
-When the budget is spent it stops and exports the model with torch.export to
-$AUTORESEARCH_OUT/model.pt2: (batch, seq_len) byte ids -> (batch, seq_len, 256) logits,
-causal. The harness scores that program on held-out text this file never sees.
+The harness's clock, not this file's, ends training: it starts once torch is imported (before
+this file runs, so data and model building count), and at the budget the harness sends SIGURG.
+Stop training then (or when your own clock says the budget is spent, whichever comes first) and
+export the model with torch.export to $AUTORESEARCH_OUT/model.pt2: (batch, seq_len) byte ids ->
+(batch, seq_len, 256) logits, causal. Only the export may follow: the job is killed grace seconds
+after the signal, and a run that computes more after it than the step in flight and the export
+is `overtime`, never kept. The harness scores that program on held-out text this file never sees.
 Run it by hand with `python train.py`: the defaults below then apply.
 """
 
 import json
 import math
 import os
+import signal
 import time
 
 import torch
@@ -41,6 +46,8 @@ GRAD_CLIP = 1.0
 LOG_EVERY_S = 2.0
 
 VOCAB = 256  # bytes
+STOP = []  # the harness's SIGURG at the budget lands here
+signal.signal(signal.SIGURG, lambda *_: STOP.append(True))
 
 
 class CausalSelfAttention(nn.Module):
@@ -136,7 +143,7 @@ def lr_at(step, progress):
 # --- train until the budget is spent ---
 step, loss_value, last_log = 0, float("nan"), 0.0
 t0 = time.time()
-while (elapsed := time.time() - t0) < BUDGET_S:
+while (elapsed := time.time() - t0) < BUDGET_S and not STOP or step == 0:  # one step at least: a trained model
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, elapsed / BUDGET_S)
     x, y = get_batch()

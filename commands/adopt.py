@@ -48,8 +48,9 @@ SHIM_END = "# --- end of the shim: the original script follows (adopt's edits: s
 SHIM = '''\
 # --- autoresearch adoption shim, written by `./run.sh adopt` (eval/adopt.py) ---
 # The harness runs this file with no arguments, in a sandbox, and gives it the seed, the time
-# budget, the training split and the only writable dir as AUTORESEARCH_* variables. The shim
-# seeds the usual generators, offers autoresearch_time_left() for the training loop, and when
+# budget, the training split and the only writable dir as AUTORESEARCH_* variables, and SIGURG
+# at the budget (its clock starts before this file runs). The shim seeds the usual generators,
+# offers autoresearch_time_left() for the training loop (0 once SIGURG came), and when
 # the script ends exports the model it last saved with torch.save (the module or its
 # state_dict) to $AUTORESEARCH_OUT/model.pt2: float (batch, @FEATURES@) features in, (batch,
 # classes) logits or (batch,) predictions out. The harness scores that program on rows this
@@ -58,6 +59,7 @@ import atexit as _ar_atexit
 import gc as _ar_gc
 import os as _ar_os
 import random as _ar_random
+import signal as _ar_signal
 import time as _ar_time
 import warnings as _ar_warnings
 
@@ -69,14 +71,15 @@ AUTORESEARCH_DATA = _ar_os.environ.get("AUTORESEARCH_DATA", @DATA@)
 AUTORESEARCH_OUT = _ar_os.environ.get("AUTORESEARCH_OUT", ".")
 AUTORESEARCH_FEATURES = @FEATURES@
 _ar_t0 = []  # when the training loop first asked for the time left
+_ar_stopped = []  # the harness's SIGURG: the budget is spent
 _ar_saved = []  # the module of the script's last torch.save
 _ar_torch_save = _ar_torch.save
 
 
 def autoresearch_time_left():
-    """Seconds of the training budget left, counted from the first call: stop training at 0."""
+    """Seconds of the training budget left, counted from the first call, 0 once the harness said stop."""
     _ar_t0[:] = _ar_t0 or [_ar_time.time()]
-    return AUTORESEARCH_BUDGET_S - (_ar_time.time() - _ar_t0[0])
+    return 0.0 if _ar_stopped else AUTORESEARCH_BUDGET_S - (_ar_time.time() - _ar_t0[0])
 
 
 def _ar_tensors(obj, found):
@@ -133,6 +136,7 @@ def _ar_export():
 
 
 _ar_torch.save = _ar_save
+_ar_signal.signal(_ar_signal.SIGURG, lambda *_: _ar_stopped.append(True))
 _ar_random.seed(AUTORESEARCH_SEED)
 _ar_torch.manual_seed(AUTORESEARCH_SEED)
 try:
@@ -181,6 +185,9 @@ a fixed training budget. The harness trains, scores and decides; you think, edit
 DIAGNOSES = (  # (outcome, regex on the reason and train.py's log, what the script still needs), first match
     ("timeout", "", "it ran past the budget + grace and was killed: make the training loop stop when "
      "autoresearch_time_left() <= 0 (the shim defines it), or train fewer epochs"),
+    ("overtime", "", "it went on computing after the harness's stop signal at the budget: make the training "
+     "loop stop when autoresearch_time_left() <= 0 (the shim sets it to 0 at the signal), and keep the work "
+     "after the loop (evaluation, saving) short"),
     ("crash", "ModuleNotFoundError", "it imports a package the sandbox's Python lacks: add the package to "
      "pyproject.toml's dependencies (the sandbox runs .venv), or drop the import"),
     ("crash", "the following arguments are required", "it needs command-line arguments, and the harness runs it "

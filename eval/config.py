@@ -20,7 +20,7 @@ CACHE_FILE = Path(__file__).parent / "__pycache__" / "program-front-matter.json"
 
 TASK_DEFAULTS = {
     "train_file": "train.py",
-    "grace_seconds": 60,
+    "grace_seconds": 15,
     "seed": 1337,
     "options": {},
 }

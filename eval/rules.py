@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from eval.clock import START_CAP_S
 from eval.config import Phase, Program
 from eval.record import ledger
 from eval.record.runs import RUNS, VERDICT, experiment_ids
@@ -56,9 +57,10 @@ def run_refusal(repo: Path, program: Program) -> str | None:
 
 
 def run_timeout_ms(program: Program) -> int:
-    """Every seed's budget + grace + scoring, plus a minute for the verdict, capped at the Bash maximum."""
+    """Every seed's start-up cap + budget + grace + scoring, plus a minute for the verdict, within the Bash cap."""
     task, limits = program.task, program.limits
-    seconds = program.verdict.seeds * (task.budget_seconds + task.grace_seconds + limits.score_seconds) + 60
+    per_seed = START_CAP_S + task.budget_seconds + task.grace_seconds + limits.score_seconds
+    seconds = program.verdict.seeds * per_seed + 60
     return int(min(seconds * 1000, BASH_TIMEOUT_CAP_MS))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from eval import config
+from eval.clock import START_CAP_S, Clock
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.runs import RUNS, atomic_write, new_run_dir, trial_path
@@ -34,6 +35,7 @@ REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float
 SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/bin:/bin"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
+LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is imported (eval/clock.py)
 
 
 class Measure(Protocol):
@@ -44,14 +46,16 @@ class Measure(Protocol):
 
 
 def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int) -> Job:
+    """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop."""
     task = program.task
     return Job(
-        argv=[python_executable(), "/code/train.py"],
-        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin")],
+        argv=[python_executable(), "/harness/launch.py", "/code/train.py"],
+        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin"),
+                Mount(LAUNCHER, "/harness/launch.py")],
         env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
-        timeout_s=budget + task.grace_seconds,
+        timeout_s=START_CAP_S + budget + task.grace_seconds,
         limits=program.limits,
         out_dir=run_dir / "out",
         workdir="/out",
@@ -84,7 +88,7 @@ def score_job(program: config.Program, split: Path, model: Mount, owner: Path, t
 
 def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float) -> Job:
     """The validation scorer starts with training and waits for runs/<id>/score_in/go (see eval/scoring/score.py)."""
-    wait = budget + program.task.grace_seconds + 30
+    wait = START_CAP_S + budget + program.task.grace_seconds + 30
     return score_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), run_dir,
                      wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
 
@@ -110,11 +114,15 @@ def read_reported(out_dir: Path) -> dict:
     return reported
 
 
-def training_outcome(result: Result, program: config.Program, budget: float) -> tuple[str, str]:
+def training_outcome(result: Result, program: config.Program, budget: float, clock: Clock) -> tuple[str, str]:
     """Classify the training process; ("", "") means go on and score it."""
+    outcome, reason = clock.outcome(result)
+    if outcome:
+        return outcome, reason
     if result.timed_out:
         grace = program.task.grace_seconds
-        return "timeout", f"killed after {result.seconds:.0f}s: budget {budget:g}s + grace {grace:g}s"
+        return "timeout", (f"killed after {clock.training_seconds(result):.0f}s: budget {budget:g}s + grace "
+                           f"{grace:g}s (the stop signal came at the budget; the grace is for the export)")
     if result.oom:
         return "oom", f"out of memory (limit {program.limits.memory_gb:g} GB)"
     if result.exit_code != 0:
@@ -179,10 +187,14 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     score_sink = LogSink(run_dir / "score.log", echo=False)
     with ThreadPoolExecutor(max_workers=1) as pool:
         scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
-        signal, t_train = "cancel", time.monotonic()
+        signal, t_train, clock = "cancel", time.monotonic(), Clock(budget, task.grace_seconds)
         try:
-            train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
-            outcome, reason = training_outcome(train, program, budget)
+            try:
+                train = backend.run(training_job(program, run_dir, data_dir, budget, seed), clock.watch(sink),
+                                    clock.started)
+            finally:
+                clock.finish()
+            outcome, reason = training_outcome(train, program, budget, clock)
             signal = "cancel" if outcome else "go"
             if signal == "go":
                 say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
@@ -213,7 +225,11 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         run_id, task, hypothesis, seed, budget, train_sha, manifest["hash"], backend.name,
         outcome=outcome,
         value=score["value"] if ok else None,
-        training_seconds=round(train.seconds, 3),
+        training_seconds=round(clock.training_seconds(train), 3),
+        startup_seconds=rounded(clock.startup_seconds()),
+        after_stop_seconds=rounded(clock.after_stop_seconds(train)),
+        after_stop_cpu_seconds=rounded(clock.after_stop_cpu(train)),
+        cpu_seconds=rounded(train.cpu_seconds),
         scoring_seconds=None if scoring_seconds is None else round(scoring_seconds, 3),
         total_seconds=round(time.monotonic() - t0, 3),
         peak_memory_mb=None if train.peak_memory_mb is None else round(train.peak_memory_mb, 1),
@@ -226,6 +242,10 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     )
     metrics_file.write(run_dir, metrics)
     return metrics
+
+
+def rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def summary(m: dict) -> str:
@@ -242,6 +262,9 @@ def summary(m: dict) -> str:
     lines += [
         f"time         train {m['training_seconds']:.1f}s  score {m['scoring_seconds'] or 0:.1f}s  "
         f"total {m['total_seconds']:.1f}s  (budget {m['budget_seconds']:g}s)",
+        "stop         " + ("ended before the budget's stop signal" if m.get("after_stop_seconds") is None else
+                           f"{m['after_stop_seconds']:.1f}s and {m['after_stop_cpu_seconds'] or 0:.1f} CPU-s from "
+                           f"the stop signal to the exit") + f"   CPU {m.get('cpu_seconds') or 0:.1f}s in all",
         f"model        {m['parameters'] or 0:,} parameters   peak memory "
         + ("-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f} MB"),
         f"train.py     steps {rep.get('steps', '-')}   {rep.get('tokens_per_second', 0):,.0f} bytes/s (reported)",

@@ -8,7 +8,7 @@ the PostToolUse hook calls it, the tests and benchmarks/bench_verdict.py check i
 The rule, exactly. s = -1 to minimize, +1 to maximize; best = the current best's values
 (one per seed); values = the candidate's values (one per seed, the harness's seeds).
   outcome crash | nan | oom          -> crash      (the outcome is named in the reason)
-  outcome timeout                    -> timeout
+  outcome timeout | overtime         -> timeout    (overtime: it trained past the stop signal at the budget)
   outcome ok, no value or NaN/inf    -> crash
   no best yet (the baseline)         -> keep
   delta = s * (mean(values) - mean(best))                        positive = better
@@ -56,6 +56,7 @@ FAILED = {  # outcome -> (status, what happened)
     "nan": ("crash", "the metric is NaN or inf"),
     "oom": ("crash", "out of memory"),
     "timeout": ("timeout", "killed at the time limit"),
+    "overtime": ("timeout", "trained past the budget's stop signal"),  # eval/clock.py: never kept, like a timeout
 }
 PROMISING_FRACTION = 0.5
 

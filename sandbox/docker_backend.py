@@ -3,7 +3,9 @@
 The container's PID 1 is `sleep` as user nobody; the job is exec'd as an unprivileged
 user beside it. Processes inside cannot signal PID 1, so the container, and with it the
 size-capped tmpfs /out, outlives the job until the harness has copied /out out.
-The wall clock is enforced from here: at the deadline the whole container is killed.
+The wall clock is enforced from here: at the deadline the whole container is killed. A signal
+for the job is sent by an exec'd `kill -1` as the job's user, which reaches every process of
+the job but not PID 1; its CPU time is the container's cgroup's (cgroup v1 or v2).
 """
 
 from __future__ import annotations
@@ -20,7 +22,18 @@ import requests
 from docker.types import DeviceRequest, LogConfig
 
 from sandbox.image import ensure_image
-from sandbox.job import MAX_OUT_FILES, TMP_MB, UID, Job, OutputSink, Result, SandboxFailed, SandboxUnavailable
+from sandbox.job import (
+    MAX_OUT_FILES,
+    TMP_MB,
+    UID,
+    Control,
+    Job,
+    OutputSink,
+    Result,
+    SandboxFailed,
+    SandboxUnavailable,
+    Started,
+)
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
@@ -28,6 +41,8 @@ API_TIMEOUT = 120
 COLLECT_SECONDS = 120  # copying /out out of the sandbox may not hang the harness
 # cgroup v1 and v2 names: the peak comes first (a bare number), the OOM-kill count after.
 CGROUP_FILES = ("memory/memory.max_usage_in_bytes", "memory.peak", "memory/memory.oom_control", "memory.events")
+# CPU time of the container's cgroup: v1 in nanoseconds (a bare number), v2 in microseconds (usage_usec).
+CPU_FILES = ("cpuacct/cpuacct.usage", "cpu.stat")
 # What a dead or dying engine raises: API errors, and refused or cut connections to its socket.
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
@@ -106,20 +121,27 @@ class DockerBackend:
             config["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return config
 
-    def run(self, job: Job, sink: OutputSink) -> Result:
+    def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
         """Run the job; SandboxFailed when the engine fails under it (the job's fate is then unknown)."""
         try:
-            return self.run_container(job, sink)
+            return self.run_container(job, sink, started)
         except ENGINE_ERRORS as e:
             raise SandboxFailed(f"the Docker engine failed during the run ({type(e).__name__}: {e})") from None
 
-    def run_container(self, job: Job, sink: OutputSink) -> Result:
+    def run_container(self, job: Job, sink: OutputSink, started: Started | None) -> Result:
         container = self.client.containers.create(**self.container_config(job))
         killed = threading.Event()
+        cpu_at_kill: list[float | None] = [None]
 
         def kill() -> None:
-            killed.set()
+            if not killed.is_set():
+                killed.set()
+                cpu_at_kill[0] = self.cpu_seconds(container)  # the cgroup goes with the container
             kill_quietly(container)
+
+        def send(sig: int) -> None:
+            with contextlib.suppress(*ENGINE_ERRORS):  # the job ended meanwhile: nothing to stop
+                self.exec_output(container, ["/usr/bin/kill", f"-{int(sig)}", "-1"])  # procps: -N, then the pid
 
         try:
             container.start()
@@ -130,7 +152,10 @@ class DockerBackend:
             timer = threading.Timer(job.timeout_s, kill)
             timer.start()
             try:
-                for chunk in api.exec_start(exec_id, stream=True):
+                stream = api.exec_start(exec_id, stream=True)
+                if started is not None:
+                    started(Control(signal=send, cpu_seconds=lambda: self.cpu_seconds(container), kill=kill))
+                for chunk in stream:
                     sink(chunk)
             except (docker.errors.APIError, OSError):
                 if not killed.is_set():
@@ -139,10 +164,12 @@ class DockerBackend:
                 timer.cancel()
             seconds = time.monotonic() - t0
             exit_code = api.exec_inspect(exec_id).get("ExitCode")
-            result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds)
+            result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds,
+                            cpu_seconds=cpu_at_kill[0])
             if not killed.is_set():
                 self.exec_output(container, ["/usr/bin/kill", "-9", "-1"])  # what the job left running
                 result.peak_memory_mb, result.oom = self.memory_report(container, exit_code)
+                result.cpu_seconds = self.cpu_seconds(container)
                 if exit_code == 0 and job.out_dir is not None:
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
             return result
@@ -154,6 +181,20 @@ class DockerBackend:
         api = self.client.api
         exec_id = api.exec_create(container.id, argv, user=f"{UID}:{UID}", stderr=False)["Id"]
         return api.exec_start(exec_id)
+
+    def cpu_seconds(self, container) -> float | None:
+        """CPU seconds of the container's cgroup so far (the job, and the harness's few execs); None if unreadable."""
+        try:
+            raw = self.exec_output(container, ["/usr/bin/cat", *(f"/sys/fs/cgroup/{f}" for f in CPU_FILES)])
+        except ENGINE_ERRORS:
+            return None
+        for line in raw.decode(errors="replace").splitlines():
+            words = line.split()
+            if len(words) == 1 and words[0].isdigit():
+                return int(words[0]) / 1e9
+            if len(words) == 2 and words[0] == "usage_usec" and words[1].isdigit():
+                return int(words[1]) / 1e6
+        return None
 
     def memory_report(self, container, exit_code: int | None) -> tuple[float | None, bool]:
         """Peak memory of the container's cgroup, and whether the kernel OOM-killed in it.

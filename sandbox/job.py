@@ -52,10 +52,23 @@ class Result:
     seconds: float = 0.0
     peak_memory_mb: float | None = None
     out_error: str | None = None  # the output dir could not be collected (over its cap, bad entries)
+    cpu_seconds: float | None = None  # CPU time of all the job's processes, at its exit or its kill; None: unknown
     extra: dict = field(default_factory=dict)
 
 
 OutputSink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class Control:
+    """What the harness may do to a job while it runs: Backend.run hands one to its `started` callback."""
+
+    signal: Callable[[int], None]  # send a signal to every process of the job
+    cpu_seconds: Callable[[], float | None]  # CPU time of the job so far; None where it cannot be read now
+    kill: Callable[[], None]  # end it now, as at its timeout (Result.timed_out)
+
+
+Started = Callable[[Control], None]
 
 
 class SandboxUnavailable(RuntimeError):

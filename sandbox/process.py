@@ -1,7 +1,11 @@
 """Run a host process with rlimits, stream its output, kill its whole group at the deadline.
 
 Shared by the bubblewrap backend and the explicit unsafe mode. The output dir is a plain
-host dir there, so its cap is watched from outside as well as bounded per file.
+host dir there, so its cap is watched from outside as well as bounded per file. The job's
+processes are the process tree under the one started here (bubblewrap's PID namespace keeps
+orphans inside it): signals go to each of them, and their CPU time is read from /proc every
+WATCH_EVERY_S (bubblewrap's own rusage misses what ran inside its namespace), so the figure at
+the exit misses at most the last WATCH_EVERY_S of it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox.job import MAX_OUT_FILES, Job, OutputSink, Result
+from sandbox.job import MAX_OUT_FILES, Control, Job, OutputSink, Result, Started
 
 WATCH_EVERY_S = 0.2
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def over_cap(path: Path, cap_bytes: int) -> bool:
@@ -36,6 +41,48 @@ def sanitize_out(out_dir: Path) -> None:
                 p.unlink()
 
 
+def process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of the process and of the children it has reaped), from /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()  # the name in parentheses may hold anything
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+            table[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / TICK)
+    return table
+
+
+def tree(root: int, table: dict[int, tuple[int, float]]) -> list[int]:
+    """root and every live descendant of it."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found.append(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def tree_cpu(root: int) -> float | None:
+    """CPU seconds of the tree: each live process once, each reaped one in its parent's account."""
+    table = process_table()
+    pids = tree(root, table)
+    return sum(table[pid][1] for pid in pids) if pids else None
+
+
+def signal_tree(root: int, sig: int) -> None:
+    for pid in tree(root, process_table()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def limits_preexec(job: Job, memory_limit: bool):
     cap = job.limits.output_mb * 2**20
     memory = int(job.limits.memory_gb * 2**30)
@@ -50,23 +97,43 @@ def limits_preexec(job: Job, memory_limit: bool):
     return apply
 
 
-def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink: OutputSink) -> Result:
+def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink: OutputSink,
+                started: Started | None = None) -> Result:
     out_dir = job.out_dir
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=limits_preexec(job, memory_limit=not job.gpu))
-    killed, too_big = threading.Event(), threading.Event()
+    killed, too_big, reaped = threading.Event(), threading.Event(), threading.Event()
+    cpu_seen = [0.0]  # the latest count of the tree: at the kill, or by the watch
+    cpu_at_exit = [0.0]
+    lock = threading.Lock()  # a kill and the reaping of the process exclude each other: its pid is not reused
 
     def kill() -> None:
-        killed.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        with lock:
+            if reaped.is_set():
+                return
+            killed.set()
+            cpu_seen[0] = tree_cpu(proc.pid) or cpu_seen[0]  # the group's kill below ends the count
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def send(sig: int) -> None:
+        with lock:
+            if not reaped.is_set():
+                signal_tree(proc.pid, sig)
+
+    def cpu_seconds() -> float | None:
+        with lock:
+            return cpu_at_exit[0] if reaped.is_set() else tree_cpu(proc.pid)
 
     def watch() -> None:
-        while proc.poll() is None and out_dir is not None:
-            if over_cap(out_dir, job.limits.output_mb * 2**20):
+        while not reaped.is_set():
+            with lock:
+                if not reaped.is_set() and not killed.is_set():
+                    cpu_seen[0] = tree_cpu(proc.pid) or cpu_seen[0]
+            if out_dir is not None and over_cap(out_dir, job.limits.output_mb * 2**20):
                 too_big.set()
                 kill()
             time.sleep(WATCH_EVERY_S)
@@ -75,16 +142,25 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     timer = threading.Timer(job.timeout_s, kill)
     timer.start()
     threading.Thread(target=watch, daemon=True).start()
+    if started is not None:
+        started(Control(signal=send, cpu_seconds=cpu_seconds, kill=kill))
     try:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             sink(chunk)
-        proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)  # the rusage counts every descendant reaped below it
+        with lock:
+            cpu_at_exit[0] = max(usage.ru_utime + usage.ru_stime, cpu_seen[0])
+            reaped.set()
+            proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         timer.cancel()
-        if proc.poll() is None:  # an exception while streaming: leave nothing running
+        if not reaped.is_set():  # an exception while streaming: leave nothing running
             kill()
+            proc.wait()
+            reaped.set()
+    seconds = time.monotonic() - t0
     result = Result(exit_code=proc.returncode, timed_out=killed.is_set() and not too_big.is_set(),
-                    seconds=time.monotonic() - t0)
+                    seconds=seconds, cpu_seconds=cpu_at_exit[0])
     if out_dir is not None:
         sanitize_out(out_dir)
         if too_big.is_set() or over_cap(out_dir, job.limits.output_mb * 2**20):

@@ -51,6 +51,12 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "fault: program.md broken mid-loop": (
         "test_program_md_broken_mid_loop_stops_runs_loses_nothing_and_the_fix_resumes",
     ),
+    "budget: the harness's clock ends training": (
+        "test_a_multiplied_budget_is_overtime_and_never_kept",
+        "test_ignoring_the_stop_signal_is_overtime_killed_at_the_grace",
+        "test_sleeping_through_start_up_and_forging_the_marker_do_not_move_the_clock",
+        "test_training_in_the_export_window_is_overtime", "test_compute_hidden_in_a_child_process_is_counted",
+    ),
 }
 BY_FUNCTION = {name: category for category, names in CATEGORIES.items() for name in names}
 GIT = "git: push, reset, amend, refs"

@@ -920,3 +920,131 @@ def test_hypothesis_cannot_forge_the_commit_trailer(repo):
 
 def decide_run(repo: Path, command: str) -> policy.Decision:
     return policy.decide("Bash", {"command": command}, repo, config.load(repo / "program.md"), cwd=str(repo))
+
+
+# ====================================================================== the budget clock: the harness ends training
+# The clock starts at the launcher's marker (before any line of train.py), SIGURG comes at the budget (and every
+# second after), the kill at the stop + grace; CPU-seconds after the stop beyond the allowance (eval/clock.py) make
+# the run overtime. Each attack trains on after the stop until it has used PAST_STOP_CPU CPU-seconds, well over
+# the allowance of 15 plus 2% (the budgets here are 2-3 s), then exports: a wall-clock target would not do, as on
+# this 2-core machine shared with other test runs a container got 0.13-0.6 of a core. GRACE is a backstop.
+# Each would have ended ok before this clock (training inside budget + grace, then exporting) and been scored.
+
+PAST_STOP_CPU = 30
+GRACE = 300
+HEAVY_BIGRAM = """
+import os, signal, time, torch
+torch.manual_seed(int(os.environ["AUTORESEARCH_SEED"]))
+torch.set_num_threads(4)  # more threads than cores: a larger share of a busy machine
+data = torch.frombuffer(bytearray(open(os.environ["AUTORESEARCH_DATA"], "rb").read()), dtype=torch.uint8).long()
+table = torch.nn.Embedding(256, 256)
+opt = torch.optim.Adam(table.parameters(), lr=0.05)
+STOP = []
+signal.signal(signal.SIGURG, lambda *_: STOP.append(time.time()))
+
+def train_for(seconds, cpu_seconds=float("inf"), stop_at_signal=False):
+    t0, c0 = time.time(), time.process_time()
+    while time.time() - t0 < seconds and time.process_time() - c0 < cpu_seconds and not (stop_at_signal and STOP):
+        ix = torch.randint(len(data) - 1, (16384,))
+        loss = torch.nn.functional.cross_entropy(table(data[ix]), data[ix + 1])
+        opt.zero_grad(); loss.backward(); opt.step()
+
+def export():
+    seq = int(os.environ["AUTORESEARCH_SEQ_LEN"])
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(table, (torch.zeros(2, seq, dtype=torch.long),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, os.environ["AUTORESEARCH_OUT"] + "/model.pt2")
+"""
+
+
+def allowance(metrics: dict) -> float:
+    """eval/clock.py's allowance, from the figures the run recorded."""
+    from eval.clock import EXPORT_CPU_S, OVERSHOOT
+
+    return OVERSHOOT * (metrics["cpu_seconds"] - metrics["after_stop_cpu_seconds"]) + EXPORT_CPU_S
+
+
+def assert_overtime(metrics: dict, repo: Path) -> None:
+    assert metrics["outcome"] == "overtime", metrics["reason"] + metrics["log_tail"]
+    assert metrics["after_stop_cpu_seconds"] > allowance(metrics), metrics
+    assert "trained past the budget" in metrics["reason"] and metrics["value"] is None
+    assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()  # never scored
+    no_containers_left(metrics, repo)
+
+
+def test_a_multiplied_budget_is_overtime_and_never_kept(repo):
+    """The finding: train.py raised the budget it reads and trained to budget + grace; it ended ok and was kept."""
+    (repo / "program.md").write_text(program_text(budget=2, grace=GRACE))
+    greedy = ("import os\nos.environ['AUTORESEARCH_BUDGET_S'] = str(100 * float(os.environ['AUTORESEARCH_BUDGET_S']))\n"
+              + HEAVY_BIGRAM + f"train_for(float(os.environ['AUTORESEARCH_BUDGET_S']), {PAST_STOP_CPU})\nexport()\n")
+    (repo / "train.py").write_text(greedy)
+    head = git.Repo(repo).head.commit.hexsha
+    d = experiment.run_experiment(repo, "a longer budget", None, False, say=lambda s: None)
+    metrics = json.loads((repo / "runs" / d["id"] / "metrics.json").read_text())
+    assert_overtime(metrics, repo)
+    assert "killed at" not in metrics["reason"]  # it exited in time, with a model: before, it was scored
+    assert (repo / "runs" / d["id"] / "out" / "model.pt2").is_file()
+    assert (d["status"], d["outcome"]) == ("timeout", "overtime") and "trained past" in d["reason"]
+    assert [(r["status"], r["outcome"]) for r in ledger.read(repo)] == [("timeout", "overtime")]
+    assert git.Repo(repo).head.commit.hexsha == head and (repo / "train.py").read_text() != greedy  # restored
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_ignoring_the_stop_signal_is_overtime_killed_at_the_grace(repo, backend, monkeypatch):
+    """It catches SIGURG, says so, and trains on: killed at the stop + grace, its compute after the stop measured.
+    Overtime when that compute is over the allowance, which depends on the share of the cores it got in the
+    grace; a timeout otherwise (a busy machine). Never kept either way, never scored."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
+    (repo / "program.md").write_text(program_text(budget=2, grace=30))
+    stubborn = HEAVY_BIGRAM + ("signal.signal(signal.SIGURG, lambda *_: os.write(1, b'stop? no\\n'))\n"
+                               "train_for(10**6)\nexport()\n")
+    metrics = sandbox_run(repo, stubborn)
+    over = metrics["after_stop_cpu_seconds"] > allowance(metrics)
+    assert metrics["outcome"] == ("overtime" if over else "timeout"), metrics
+    assert "killed at the stop + grace 30s" in metrics["reason"] if over else "grace 30s" in metrics["reason"]
+    assert "stop? no" in metrics["log_tail"] and metrics["value"] is None  # SIGURG reached it
+    assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()
+    assert 30 <= metrics["after_stop_seconds"] < 30 + 10
+    assert 2 + 30 <= metrics["training_seconds"] < 2 + 30 + 10  # from the marker: not a second more
+    no_containers_left(metrics, repo)
+
+
+def test_sleeping_through_start_up_and_forging_the_marker_do_not_move_the_clock(repo):
+    """It sleeps before training (hoping the clock starts at its first step), then prints the launcher's marker."""
+    from sandbox.launch import MARKER
+
+    (repo / "program.md").write_text(program_text(budget=3, grace=40))
+    sleeper = HEAVY_BIGRAM + (
+        f"time.sleep(6)\nprint({MARKER!r}, flush=True)\n"
+        "steps = 0\nwhile not STOP:\n    train_for(0.2, stop_at_signal=True)\n    steps += 1\nexport()\n"
+        "import json\njson.dump({'steps': steps}, open(os.environ['AUTORESEARCH_OUT'] + '/train_stats.json', 'w'))\n")
+    metrics = sandbox_run(repo, sleeper)
+    assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+    stop_after_marker = metrics["training_seconds"] - metrics["after_stop_seconds"]
+    assert abs(stop_after_marker - 3) < 1.5, metrics  # the launcher's marker + budget, whatever train.py printed
+    assert metrics["reported"]["steps"] == 0  # the stop came while it slept: it got no training at all
+    log = (repo / "runs" / metrics["id"] / "train.log").read_text()
+    assert log.count(MARKER) == 2 and log.index(f"{MARKER} (torch imported") < log.rindex(MARKER)
+
+
+def test_training_in_the_export_window_is_overtime(repo):
+    """It stops at SIGURG as told, then trains on in the grace meant for the export and exports before the kill."""
+    (repo / "program.md").write_text(program_text(budget=2, grace=GRACE))
+    sly = HEAVY_BIGRAM + f"train_for(10**6, stop_at_signal=True)\ntrain_for(10**6, {PAST_STOP_CPU})\nexport()\n"
+    metrics = sandbox_run(repo, sly)
+    assert_overtime(metrics, repo)
+    assert "killed at" not in metrics["reason"] and (repo / "runs" / metrics["id"] / "out" / "model.pt2").is_file()
+
+
+def test_compute_hidden_in_a_child_process_is_counted(repo, monkeypatch):
+    """The main process stops at SIGURG and waits; a child in its own session trains on and hands its weights over.
+    bubblewrap: the CPU of the whole process tree under the sandbox (Docker's cgroup counts every process anyway)."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", "bwrap")
+    (repo / "program.md").write_text(program_text(budget=2, grace=GRACE))
+    hidden = HEAVY_BIGRAM + (
+        "if os.fork() == 0:\n    os.setsid()\n    torch.set_num_threads(1)  # a forked OpenMP pool would hang\n"
+        f"    train_for(10**6, {PAST_STOP_CPU})\n    torch.save(table.state_dict(), '/tmp/state.pt')\n    os._exit(0)\n"
+        "while not STOP:\n    time.sleep(0.1)\n"
+        "os.wait()\ntable.load_state_dict(torch.load('/tmp/state.pt'))\nexport()\n")
+    metrics = sandbox_run(repo, hidden)
+    assert_overtime(metrics, repo)

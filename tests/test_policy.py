@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eval import config, rules
+from eval.clock import START_CAP_S
 from hooks.guard import policy
 
 MAIN = Path(__file__).resolve().parent.parent
@@ -613,9 +614,10 @@ def test_experiment_gets_budget_timeout_in_foreground(repo):
     assert decision.decision == ALLOW
     seeds = program().verdict.seeds
     assert decision.updated_input == {"command": './run.sh -m "x"', "description": "d",
-                                      "timeout": (seeds * (300 + 60 + 300) + 60) * 1000}
+                                      "timeout": int((seeds * (START_CAP_S + 300 + 60 + 300) + 60) * 1000)}
     small = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=10), cwd=str(repo))
-    assert small.updated_input == {"command": "./run.sh", "timeout": (seeds * (10 + 60 + 300) + 60) * 1000}
+    assert small.updated_input == {"command": "./run.sh",
+                                   "timeout": int((seeds * (START_CAP_S + 10 + 60 + 300) + 60) * 1000)}
     huge = policy.decide("Bash", {"command": "./run.sh"}, repo, program(budget=9000), cwd=str(repo))
     assert huge.updated_input["timeout"] == rules.BASH_TIMEOUT_CAP_MS
 

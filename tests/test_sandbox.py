@@ -95,7 +95,7 @@ def test_running_past_the_budget_is_killed(repo):
     elapsed = time.monotonic() - t0
     assert metrics["outcome"] == "timeout"
     assert 4 <= metrics["training_seconds"] < 4 + 3, metrics["training_seconds"]
-    assert elapsed < 30
+    assert elapsed < 30 + metrics["startup_seconds"]  # the launcher imports torch before the clock starts
     assert "budget 1s + grace 3s" in metrics["reason"]
 
 
@@ -238,3 +238,40 @@ def test_a_silent_train_py_is_waited_for(repo):
     write_program(repo, budget=1, grace=20)
     metrics = run(repo, "import time\ntime.sleep(12)\nprint('awake')\n")
     assert metrics["exit_code"] == 0 and "awake" in metrics["log_tail"]
+
+
+@pytest.mark.parametrize("backend, script", [("docker", "default"), ("bwrap", "tiny bigram")])
+def test_the_harness_stops_training_at_the_budget_and_measures_it(repo, backend, script, monkeypatch):
+    """The default train.py stops at SIGURG, TINY_BIGRAM at its own clock: both ok, stopped at the launcher's
+    marker + budget, their compute after the stop within the allowance, the figures in metrics.json."""
+    from eval.clock import EXPORT_CPU_S, OVERSHOOT
+
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
+    write_program(repo, budget=3)
+    metrics = run(repo, (repo / "train.py").read_text() if script == "default" else TINY_BIGRAM)
+    assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+    assert metrics["backend"] == backend and metrics["startup_seconds"] > 0
+    stop_after_marker = metrics["training_seconds"] - metrics["after_stop_seconds"]
+    assert abs(stop_after_marker - 3) < 1.5, metrics
+    after, total = metrics["after_stop_cpu_seconds"], metrics["cpu_seconds"]
+    assert 0 < after <= OVERSHOOT * (total - after) + EXPORT_CPU_S and total > after + 1, metrics  # torch's import
+    if script == "default":
+        assert 0 < metrics["reported"]["training_seconds"] < 3  # the signal came before its own clock ran out
+
+
+def test_the_clock_finds_its_marker_split_over_chunks_and_only_the_first():
+    from eval.clock import Clock
+    from sandbox.launch import MARKER
+
+    seen, clock = [], Clock(budget=1, grace=1)
+    sink = clock.watch(seen.append)
+    head, tail = MARKER.encode()[:5], MARKER.encode()[5:]
+    for chunk in (b"a warning from torch\n", head):
+        sink(chunk)
+        assert clock.t_marker is None
+    sink(tail + b" (torch imported)\n")
+    first = clock.t_marker
+    sink(MARKER.encode() + b"\n")  # train.py printing the marker itself
+    assert first is not None and clock.t_marker == first
+    mark = MARKER.encode()
+    assert b"".join(seen) == b"a warning from torch\n" + mark + b" (torch imported)\n" + mark + b"\n"  # all passed on

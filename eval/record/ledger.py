@@ -34,7 +34,7 @@ FIELDS: tuple[tuple[str, tuple[type, ...], bool, str], ...] = (
     ("id", STR, True, "experiment id r0001, r0002, ...; appending an id already in the ledger is a no-op"),
     ("time", STR, False, "when the verdict was made, ISO 8601 UTC; append fills it in when absent"),
     ("status", STR, True, "the verdict: keep | discard | crash | timeout"),
-    ("outcome", STR, True, "how the candidate's run ended (metrics.json): ok | crash | timeout | nan | oom"),
+    ("outcome", STR, True, "how the candidate's run ended (metrics.json): ok | crash | timeout | nan | oom | overtime"),
     ("metric", STR, True, "the metric's name, e.g. val_bpb"),
     ("direction", STR, True, "minimize | maximize"),
     ("mean", NUM + NONE, True, "the candidate's metric: mean over its seeds; null when no run gave a value"),

@@ -11,6 +11,7 @@ SCHEMA = json.loads((Path(__file__).parent / "schemas" / "metrics.schema.json").
 SCHEMA["properties"]["id"]["pattern"] = TRIAL_ID.pattern  # one definition of the id, in runs.py
 EMPTY = {  # what a trial that measured nothing reports; a trial fills in what it did measure
     "outcome": "crash", "value": None, "training_seconds": 0.0, "scoring_seconds": None, "total_seconds": 0.0,
+    "startup_seconds": None, "after_stop_seconds": None, "after_stop_cpu_seconds": None, "cpu_seconds": None,
     "peak_memory_mb": None, "parameters": None, "scored_bytes": None, "exit_code": None, "reason": "",
     "log_tail": "", "reported": {},
 }

@@ -11,7 +11,10 @@ The harness runs this inside a sandbox and gives it, through the environment:
   AUTORESEARCH_DATA      the training split  AUTORESEARCH_OUT       the only writable dir
 The split is a torch.save'd dict (examples/clip/prepare.py): images uint8 (N, 3, 16, 16),
 heatmaps uint8 (N, 16, 16), tokens uint8 (N, 11) (0 pads), captions, vocab.
-When the budget is spent it stops and exports the model with torch.export to
+The harness's clock ends training: at the budget (counted from before this file runs) it sends
+SIGURG; stop then, or at your own clock if that comes first, and only export: the job is killed
+grace seconds after the signal, and more compute after it than the step in flight and the export
+makes the run `overtime`, never kept. The model goes out with torch.export to
 $AUTORESEARCH_OUT/model.pt2: (images float (B, 3, 16, 16) in [0, 1], tokens int64 (B, 11)) ->
 (image embeddings (B, D), text embeddings (B, D)). Each embedding must depend on its own input
 only. The harness ranks the captions of held-out images by cosine similarity (eval/retrieval.py).
@@ -21,6 +24,7 @@ Run it by hand with `python train.py`: the defaults below then apply.
 import json
 import math
 import os
+import signal
 import time
 
 import torch
@@ -46,6 +50,8 @@ INIT_TEMPERATURE = 0.1
 HEATMAP_WEIGHT = 0.5       # weight of the expert-heatmap loss; 0 turns the expert signal off
 THREADS = 1                # the model is tiny: more threads cost more in synchronization than they gain
 LOG_EVERY_S = 1.0
+STOP = []  # the harness's SIGURG at the budget lands here
+signal.signal(signal.SIGURG, lambda *_: STOP.append(True))
 
 
 class ImageEncoder(nn.Module):
@@ -121,7 +127,7 @@ def losses(batch):
 # --- train until the budget is spent ---
 step, loss_value, last_log = 0, float("nan"), 0.0
 t0 = time.time()
-while (elapsed := time.time() - t0) < BUDGET_S:
+while not STOP and (elapsed := time.time() - t0) < BUDGET_S:
     for group in optimizer.param_groups:
         group["lr"] = LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * min(elapsed / BUDGET_S, 1.0)))
     contrastive, heatmap = losses(torch.randint(n_pairs, (BATCH_SIZE,)))

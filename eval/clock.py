@@ -1,0 +1,142 @@
+"""The budget clock: the harness ends training, not train.py's reading of a variable.
+
+The training job runs sandbox/launch.py, which imports torch (start-up the harness pays for) and
+prints MARKER before any line of train.py runs. The clock starts at the first MARKER in the job's
+output, so nothing train.py does can move it. At MARKER + budget it sends STOP_SIGNAL to every
+process of the job, again every RESIGNAL_S (a handler installed late still hears one), and at the
+stop + grace it kills the job: the grace is for the export. The CPU
+time the job used after the stop is measured, and a run that used more than the step in flight
+and an export need trained past its budget: outcome `overtime`, never kept.
+
+The allowance after the stop, in CPU-seconds: OVERSHOOT of what the job used until the stop (the
+step in flight, for a step of up to 2% of the budget), plus EXPORT_CPU_S (the export, and the
+step in flight of a tiny budget). Measured on 2 CPU cores shared with other work (load 2-10),
+torch 2.13: the default GPT's export takes 1.5-2.8 CPU-seconds (1.3-5 s of wall clock, up to 20 s
+on the busiest), the CLIP example's 1.4-1.7 (2.6 s), a step of the default GPT up to 1.4; the most
+an honest default train.py used after the stop was 7.8 (a 2 s budget spent on its start-up, so its
+first step, the slowest, came after the stop, then the export).
+A fixed figure rather than one per second of grace: a test's or a loaded machine's long grace
+would otherwise hand a contended job more compute than its whole budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sandbox.job import Control, OutputSink, Result
+from sandbox.launch import MARKER, STOP_SIGNAL
+
+START_CAP_S = 60.0  # the launcher's torch import on a loaded machine took up to 22 s; no marker by then: it failed
+OVERSHOOT = 0.02  # of the CPU-seconds used until the stop: the step in flight
+EXPORT_CPU_S = 15.0  # the export (see above): twice the most an honest run used
+RESIGNAL_S = 1.0  # the stop signal is repeated until the job ends
+MARK = MARKER.encode()
+
+
+class Clock:
+    """One training job's clock: wrap its sink with watch(), pass started() to Backend.run, then finish()."""
+
+    def __init__(self, budget: float, grace: float):
+        self.budget, self.grace = budget, grace
+        self.control: Control | None = None
+        self.t_start = self.t_marker = self.t_stop = None
+        self.cpu_stop: float | None = None
+        self.killed = ""  # "start" (no marker within START_CAP_S) or "grace" (still running at the stop + grace)
+        self.marked, self.ended = threading.Event(), threading.Event()
+        self.seen = b""  # the end of the output before the marker: a marker split over two chunks
+        self.thread: threading.Thread | None = None
+
+    def watch(self, sink: OutputSink) -> OutputSink:
+        def watched(chunk: bytes) -> None:
+            if not self.marked.is_set():
+                seen = self.seen + chunk
+                if MARK in seen:
+                    self.t_marker = time.monotonic()
+                    self.marked.set()
+                self.seen = seen[-len(MARK):]
+            sink(chunk)
+
+        return watched
+
+    def started(self, control: Control) -> None:
+        self.control, self.t_start = control, time.monotonic()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def wait_until(self, t: float) -> bool:
+        """Sleep until monotonic time t; True if the job ended first."""
+        return self.ended.wait(max(0.0, t - time.monotonic()))
+
+    def run(self) -> None:
+        if not self.marked.wait(START_CAP_S) or self.ended.is_set():
+            if not self.ended.is_set():
+                self.killed = "start"
+                self.control.kill()
+            return
+        if self.wait_until(self.t_marker + self.budget):
+            return
+        self.t_stop = time.monotonic()
+        self.cpu_stop = self.control.cpu_seconds()
+        kill_at = self.t_marker + self.budget + self.grace
+        while time.monotonic() < kill_at:
+            self.control.signal(STOP_SIGNAL)
+            if self.wait_until(min(time.monotonic() + RESIGNAL_S, kill_at)):
+                return
+        self.killed = "grace"
+        self.control.kill()
+
+    def finish(self) -> None:
+        """The job has ended (Backend.run returned or raised): stop the clock."""
+        self.ended.set()
+        self.marked.set()  # wakes a clock still waiting for the marker
+        if self.thread is not None:
+            self.thread.join()
+
+    # --- what the clock measured, once finished ---
+
+    def startup_seconds(self) -> float | None:
+        return None if self.t_marker is None else self.t_marker - self.t_start
+
+    def training_seconds(self, result: Result) -> float:
+        """Wall clock of train.py: from the marker to the job's end (all of it when there was no marker)."""
+        return max(0.0, result.seconds - (self.startup_seconds() or 0.0))
+
+    def after_stop_seconds(self, result: Result) -> float | None:
+        """Wall clock from the stop signal to the job's end; None when it ended before the stop."""
+        if self.t_stop is None or self.t_start + result.seconds <= self.t_stop:
+            return None
+        return self.t_start + result.seconds - self.t_stop
+
+    def after_stop_cpu(self, result: Result) -> float | None:
+        if self.after_stop_seconds(result) is None or result.cpu_seconds is None or self.cpu_stop is None:
+            return None
+        return max(0.0, result.cpu_seconds - self.cpu_stop)
+
+    def allowance(self) -> float:
+        """CPU-seconds the job may use after the stop: the step in flight, and the export."""
+        return OVERSHOOT * (self.cpu_stop or 0.0) + EXPORT_CPU_S
+
+    def outcome(self, result: Result) -> tuple[str, str]:
+        """("crash" | "overtime", reason) when the clock's figures decide the run; ("", "") otherwise."""
+        if self.t_marker is None and not result.oom:
+            if self.killed == "start":
+                return "crash", (f"not train.py's doing: the harness's launcher (sandbox/launch.py) printed no "
+                                 f"start marker within {START_CAP_S:g}s (importing torch hung); see the log")
+            return "crash", ("not train.py's doing: the harness's launcher (sandbox/launch.py) ended before "
+                             "starting train.py (importing torch failed); see the log")
+        wall = self.after_stop_seconds(result)
+        if wall is None:
+            return "", ""
+        cpu = self.after_stop_cpu(result)
+        if cpu is None:
+            return "crash", ("the compute after the stop signal could not be measured (the sandbox could not "
+                             "read the job's CPU time), so the run cannot be compared with others: not kept")
+        allowed = self.allowance()
+        if cpu <= allowed:
+            return "", ""
+        killed = f"; killed at the stop + grace {self.grace:g}s" if result.timed_out else ""
+        return "overtime", (f"trained past the budget: {cpu:.1f} CPU-s in the {wall:.1f}s after the stop signal "
+                            f"at {self.budget:g}s, allowed {allowed:.1f} ({OVERSHOOT:.0%} of its compute before the "
+                            f"stop for the step in flight, {EXPORT_CPU_S:g} for the export){killed}. Stop training "
+                            f"when SIGURG arrives or AUTORESEARCH_BUDGET_S is spent, then export")
