@@ -77,8 +77,10 @@ _ar_torch_save = _ar_torch.save
 
 
 def autoresearch_time_left():
-    """Seconds of the training budget left, counted from the first call, 0 once the harness said stop."""
-    _ar_t0[:] = _ar_t0 or [_ar_time.time()]
+    """Seconds of the training budget left, counted from the first call (one epoch at least), 0 after SIGURG."""
+    if not _ar_t0:
+        _ar_t0.append(_ar_time.time())
+        return AUTORESEARCH_BUDGET_S
     return 0.0 if _ar_stopped else AUTORESEARCH_BUDGET_S - (_ar_time.time() - _ar_t0[0])
 
 

@@ -130,13 +130,15 @@ class DockerBackend:
 
     def run_container(self, job: Job, sink: OutputSink, started: Started | None) -> Result:
         container = self.client.containers.create(**self.container_config(job))
-        killed = threading.Event()
+        killed, ended, lock = threading.Event(), threading.Event(), threading.Lock()
         cpu_at_kill: list[float | None] = [None]
 
         def kill() -> None:
-            if not killed.is_set():
+            with lock:  # a job that has ended is not killed: its output is still to be collected
+                if ended.is_set() or killed.is_set():
+                    return
                 killed.set()
-                cpu_at_kill[0] = self.cpu_seconds(container)  # the cgroup goes with the container
+            cpu_at_kill[0] = self.cpu_seconds(container)  # the cgroup goes with the container
             kill_quietly(container)
 
         def send(sig: int) -> None:
@@ -162,6 +164,8 @@ class DockerBackend:
                     raise
             finally:
                 timer.cancel()
+                with lock:
+                    ended.set()
             seconds = time.monotonic() - t0
             exit_code = api.exec_inspect(exec_id).get("ExitCode")
             result = Result(exit_code=exit_code, timed_out=killed.is_set(), seconds=seconds,

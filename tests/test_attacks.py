@@ -926,7 +926,7 @@ def decide_run(repo: Path, command: str) -> policy.Decision:
 # The clock starts at the launcher's marker (before any line of train.py), SIGURG comes at the budget (and every
 # second after), the kill at the stop + grace; CPU-seconds after the stop beyond the allowance (eval/clock.py) make
 # the run overtime. Each attack trains on after the stop until it has used PAST_STOP_CPU CPU-seconds, well over
-# the allowance of 15 plus 2% (the budgets here are 2-3 s), then exports: a wall-clock target would not do, as on
+# the allowance of 10 plus 2% (the budgets here are 2-3 s), then exports: a wall-clock target would not do, as on
 # this 2-core machine shared with other test runs a container got 0.13-0.6 of a core. GRACE is a backstop.
 # Each would have ended ok before this clock (training inside budget + grace, then exporting) and been scored.
 
