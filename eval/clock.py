@@ -40,7 +40,7 @@ class Clock:
         self.control: Control | None = None
         self.t_start = self.t_marker = self.t_stop = None
         self.cpu_stop: float | None = None
-        self.killed = ""  # "start" (no marker within START_CAP_S) or "grace" (still running at the stop + grace)
+        self.no_start = False  # killed for want of a marker within START_CAP_S
         self.marked, self.ended = threading.Event(), threading.Event()
         self.seen = b""  # the end of the output before the marker: a marker split over two chunks
         self.thread: threading.Thread | None = None
@@ -69,7 +69,7 @@ class Clock:
     def run(self) -> None:
         if not self.marked.wait(START_CAP_S) or self.ended.is_set():
             if not self.ended.is_set():
-                self.killed = "start"
+                self.no_start = True
                 self.control.kill()
             return
         if self.wait_until(self.t_marker + self.budget):
@@ -81,7 +81,6 @@ class Clock:
             self.control.signal(STOP_SIGNAL)
             if self.wait_until(min(time.monotonic() + RESIGNAL_S, kill_at)):
                 return
-        self.killed = "grace"
         self.control.kill()
 
     def finish(self) -> None:
@@ -118,7 +117,7 @@ class Clock:
     def outcome(self, result: Result) -> tuple[str, str]:
         """("crash" | "overtime", reason) when the clock's figures decide the run; ("", "") otherwise."""
         if self.t_marker is None and not result.oom:
-            if self.killed == "start":
+            if self.no_start:
                 return "crash", (f"not train.py's doing: the harness's launcher (sandbox/launch.py) printed no "
                                  f"start marker within {START_CAP_S:g}s (importing torch hung); see the log")
             return "crash", ("not train.py's doing: the harness's launcher (sandbox/launch.py) ended before "

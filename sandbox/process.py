@@ -147,7 +147,7 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     try:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             sink(chunk)
-        _, status, usage = os.wait4(proc.pid, 0)  # the rusage counts every descendant reaped below it
+        _, status, usage = os.wait4(proc.pid, 0)  # its rusage: the descendants it reaped, not bubblewrap's inside
         with lock:
             cpu_at_exit[0] = max(usage.ru_utime + usage.ru_stime, cpu_seen[0])
             reaped.set()

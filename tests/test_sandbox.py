@@ -242,13 +242,15 @@ def test_a_silent_train_py_is_waited_for(repo):
 
 @pytest.mark.parametrize("backend, script", [("docker", "default"), ("bwrap", "tiny bigram")])
 def test_the_harness_stops_training_at_the_budget_and_measures_it(repo, backend, script, monkeypatch):
-    """The default train.py stops at SIGURG, TINY_BIGRAM at its own clock: both ok, stopped at the launcher's
-    marker + budget, their compute after the stop within the allowance, the figures in metrics.json."""
+    """The default train.py stops at SIGURG (here with its own clock at ten times the budget), TINY_BIGRAM at
+    its own clock: both ok, stopped at the launcher's marker + budget, their compute after the stop within the
+    allowance, the figures in metrics.json."""
     from eval.clock import EXPORT_CPU_S, OVERSHOOT
 
     monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
     write_program(repo, budget=3)
-    metrics = run(repo, (repo / "train.py").read_text() if script == "default" else TINY_BIGRAM)
+    default = (repo / "train.py").read_text().replace("BUDGET_S = float(", "BUDGET_S = 10 * float(")
+    metrics = run(repo, default if script == "default" else TINY_BIGRAM)
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
     assert metrics["backend"] == backend and metrics["startup_seconds"] > 0
     stop_after_marker = metrics["training_seconds"] - metrics["after_stop_seconds"]
@@ -256,7 +258,7 @@ def test_the_harness_stops_training_at_the_budget_and_measures_it(repo, backend,
     after, total = metrics["after_stop_cpu_seconds"], metrics["cpu_seconds"]
     assert 0 < after <= OVERSHOOT * (total - after) + EXPORT_CPU_S and total > after + 1, metrics  # torch's import
     if script == "default":
-        assert 0 < metrics["reported"]["training_seconds"] < 3  # the signal came before its own clock ran out
+        assert 0 < metrics["reported"]["training_seconds"] < 3 + 2  # the signal stopped it, within a step
 
 
 def test_the_clock_finds_its_marker_split_over_chunks_and_only_the_first():
