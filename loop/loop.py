@@ -8,7 +8,7 @@ model ends its turn while budget remains, it gets the Stop hook's reason as its 
 when the CLI dies, the same session is resumed after a backoff (a few failures in a row end
 the loop). It stops cleanly on a STOP file, on a cap (hours, experiments of this run, USD),
 when program.md's own budget is spent, or on SIGINT/SIGTERM: then the agent is interrupted,
-an interrupted experiment is completed by eval/research.py's recovery (train.py back at the
+an interrupted experiment is completed by eval/experiment.py's recovery (train.py back at the
 best, ledger consistent), and every session's transcript is in sessions/, crash or not.
 """
 
@@ -256,7 +256,7 @@ def only_loop(repo: Path) -> Iterator[None]:
 
 def finish_experiment(repo: Path, say: Callable[[str], None]) -> None:
     """Complete what an interrupted ./run.sh left (its verdict, a torn ledger line, containers),
-    once it has let go of runs/.lock; eval/research.py's own recovery does the work."""
+    once it has let go of runs/.lock; eval/experiment.py's own recovery does the work."""
     from eval import experiment
 
     deadline = time.monotonic() + EXPERIMENT_LOCK_WAIT_S

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 VERDICT = re.compile(r"^\[(r\d{4,})\] VERDICT: ([A-Z]+) \((\w+)\)", re.MULTILINE)
-# One seed's summary as eval/experiment.py summary() prints it.
+# One trial's summary as eval/trial.py summary() prints it.
 SEED = re.compile(
     r"^experiment\s+(r\d{4,}(?:-s\d+)?)\s+outcome (\w+)\n\S+\s+(\S+)\s+\((?:minimize|maximize)\)\n"
     r"(?:reason\s+(.*)\n)?",

@@ -2,7 +2,7 @@
 
 Each test states one attack and asserts that it fails, or is recorded as what it is, and that
 nothing is lost. Three parts:
-  - the guard (hooks/policy.py): obfuscations and path tricks not in tests/test_policy.py, every tool;
+  - the guard (hooks/guard/): obfuscations and path tricks not in tests/test_policy.py, every tool;
   - train.py at run time, in the real Docker sandbox: /proc and signal tricks, log/disk/inode bombs,
     huge and malicious exported models (slow, wrongly shaped, non-causal, reading the held-out split);
   - the results and git: forged files, the ledger, refs, the seed and budget, commit messages.
@@ -754,7 +754,7 @@ WRONG_SHAPES = {
     ],
 )
 def test_non_causal_model_is_rejected(repo, model):
-    """Found for the last three (fixed): check_causal (eval/lm.py) compares only row 0, only positions < 3/8 of the
+    """Found for the last three (fixed): check_causal (eval/scoring/lm) compares only row 0, only positions < 3/8 of the
     window, and returns without checking when any logit is non-finite (-inf for one byte is enough)."""
     (repo / "program.md").write_text(program_text(budget=1))
     metrics = sandbox_run(repo, model)
