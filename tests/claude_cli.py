@@ -107,6 +107,14 @@ def run_claude(
     return CompletedRun(proc.returncode, events, proc.stderr, time.monotonic() - started, home, session_id)
 
 
+def trust(home: Path, repo: Path) -> None:
+    """Accept the workspace-trust dialog for `repo`, as a user who runs `claude` there once does: then the
+    allow rules of .claude/settings.json apply headless too (the worst case when the guard is not there)."""
+    config = home / ".claude" / ".claude.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"projects": {str(repo): {"hasTrustDialogAccepted": True}}}))
+
+
 def git(repo: Path, *args: str) -> str:
     """Run git in `repo` with a local identity; return stdout (raises on failure)."""
     identity = ["-c", "user.name=harness-test", "-c", "user.email=harness-test@example.invalid"]
