@@ -43,6 +43,7 @@ from claude_agent_sdk import (
 from eval import config
 from eval.record import ledger
 from hooks import session_end, stop
+from loop import canary
 
 LOCK = Path("runs") / ".loop.lock"  # not runs/.lock: that one is held by each experiment
 SETTINGS = Path(".claude") / "settings.json"
@@ -422,6 +423,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def main_async(repo: Path, args: argparse.Namespace) -> int:
     loop = Loop(repo, Caps(args.hours, args.experiments, args.max_usd), args.model)
+    loop.say("checking that the guard is live (a forbidden call through the CLI, as the loop runs it)...")
+    if trouble := await canary.check(repo, options(repo, args.model, None, loop.caps, loop.state)):
+        print(f"loop: the guard is not live, so no research was started: {trouble}", file=sys.stderr)
+        return 2
+    loop.say("the guard is live: it refused the call in the session and in a subagent")
     aio = asyncio.get_running_loop()
     signals: list[str] = []
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from eval.record import history
 from hooks import start_state
 from loop import claude_cli
+from loop.messages_server import MessagesServer
 from replay import transcript
-from replay.messages_server import MessagesServer
 
 REPO = Path(__file__).resolve().parent.parent
 # The harness's own code and settings: what a replay copies as "today's harness" (and the tests too).

@@ -1,6 +1,6 @@
 """Drive the real Claude Code CLI (bundled in the claude-agent-sdk wheel) headless in tests.
 
-The CLI talks only to a loopback MessagesServer (replay/messages_server.py), runs in a
+The CLI talks only to a loopback MessagesServer (loop/messages_server.py), runs in a
 throwaway HOME so no user config, login or history leaks in or out, and gets the
 project's settings file passed explicitly: headless runs ignore the allow rules of an
 untrusted project otherwise. Its `stream-json` output says, per tool call, how the

@@ -50,6 +50,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_a_subagent_may_not_leave_the_repository_or_the_guard",
         "test_worktree_isolation_creates_no_worktree_through_the_real_cli",
         "test_an_edit_cannot_bloat_the_editable_files",
+        "test_the_loop_refuses_to_start_research_without_a_live_guard",
     ),
     "fault: Docker daemon killed mid-run": ("test_docker_daemon_killed_mid_run",),
     "fault: kill -9 of each hook, each stage": ("test_hook_killed_fails_closed_and_recovery_completes",),

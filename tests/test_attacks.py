@@ -958,7 +958,7 @@ def break_guard(repo: Path, how: str) -> None:
 @pytest.mark.parametrize("how", sorted(BROKEN_GUARD))
 def test_a_broken_guard_blocks_every_call_through_the_real_cli(tmp_path, how):
     """The real CLI in a trusted workspace (its allow rules apply), the PreToolUse hook broken: nothing runs."""
-    from replay.messages_server import MessagesServer
+    from loop.messages_server import MessagesServer
     from tests.claude_cli import make_repo, run_claude, trust
 
     repo = make_repo(tmp_path)
@@ -1136,7 +1136,7 @@ def test_a_subagent_may_not_leave_the_repository_or_the_guard(guarded, tool, too
 
 def test_worktree_isolation_creates_no_worktree_through_the_real_cli(tmp_path):
     """Claude Code would create a git worktree and branch for this call before the subagent runs."""
-    from replay.messages_server import MessagesServer
+    from loop.messages_server import MessagesServer
     from tests import claude_cli
 
     repo = claude_cli.make_repo(tmp_path)
@@ -1181,3 +1181,37 @@ def test_an_edit_cannot_bloat_the_editable_files(guarded, tool, name, tool_input
     decision = decide(guarded, tool, {"file_path": str(guarded / name), **tool_input})
     assert decision.decision == DENY, decision.reason
     assert "cap" in decision.reason
+
+
+def switch_off_hooks(repo: Path) -> None:
+    settings = repo / ".claude" / "settings.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "disableAllHooks": True}))
+
+
+def unwire_the_guard(repo: Path) -> None:
+    settings = repo / ".claude" / "settings.json"
+    data = json.loads(settings.read_text())
+    del data["hooks"]["PreToolUse"]
+    settings.write_text(json.dumps(data))
+
+
+def guard_allows_everything(repo: Path) -> None:
+    (repo / "hooks" / "pre_tool_use.py").write_text(
+        'import json, sys\n\n\ndef main():\n    sys.stdin.read()\n    print(json.dumps({"hookSpecificOutput": '
+        '{"hookEventName": "PreToolUse", "permissionDecision": "allow"}}))\n    return 0\n')
+
+
+@pytest.mark.parametrize("breaks", [switch_off_hooks, unwire_the_guard, guard_allows_everything],
+                         ids=lambda f: f.__name__)
+def test_the_loop_refuses_to_start_research_without_a_live_guard(repo, tmp_path, breaks):
+    from tests.test_loop import Model, finish, start_loop, text
+
+    breaks(repo)
+    with Model(lambda body: text("Starting the research.")) as model:
+        proc = start_loop(repo, model, tmp_path / "home")
+        out = finish(proc, 150)
+        asked = [r for r in model.requests if r.kind == "main"]
+    assert proc.returncode == 2, out
+    assert "the guard is not live, so no research was started" in out, out
+    assert asked == []  # the model was never prompted
+    assert not list((repo / "runs").glob("canary-*")) and not list((repo / "sessions").glob("*"))

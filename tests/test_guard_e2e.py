@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from replay.messages_server import MessagesServer, ToolResult, Turn
+from loop.messages_server import MessagesServer, ToolResult, Turn
 from tests.claude_cli import CompletedRun, git, make_repo, run_claude
 
 SECRET = b"VALIDATION-SPLIT-MUST-NOT-LEAK\n"
