@@ -81,6 +81,17 @@ def probe(repo: Path, session_id: str | None) -> str | None:
     return f"the guard answered `{FORBIDDEN}` with exit {proc.returncode} and {decision or 'no decision'} ({said})"
 
 
+def refusal(repo: Path, command: str) -> str:
+    """What the guard answers to a forbidden Bash call: the reason a live guard puts in its tool result."""
+    from eval import config
+    from hooks.guard import policy
+
+    decision = policy.decide("Bash", {"command": command}, repo, config.load(repo / "program.md"), repo)
+    if decision.decision != "deny":
+        raise ValueError(f"the guard allows `{command}`: it cannot serve as a canary")
+    return decision.reason
+
+
 def problems(repo: Path, session_id: str | None = None) -> list[str]:
     """What keeps the guard from deciding this session's tool calls; [] when nothing was found."""
     found = wiring_problems(repo)

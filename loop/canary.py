@@ -28,9 +28,8 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from eval import config
+from hooks import canary as guard_check
 from hooks import session_end
-from hooks.guard import policy
 from loop.messages_server import MessagesServer
 
 TIMEOUT_S = 120
@@ -72,9 +71,10 @@ async def run_cli(options: ClaudeAgentOptions) -> str | None:
 async def check(repo: Path, options: ClaudeAgentOptions) -> str | None:
     """None when the guard refused both calls in the CLI itself; else what went wrong, in words."""
     nonce = uuid.uuid4().hex[:12]
-    program = config.load(repo / "program.md")
-    expected = {who: policy.decide("Bash", {"command": forbidden(nonce, who)}, repo, program, repo).reason
-                for who in ("main", "sub")}
+    try:
+        expected = {who: guard_check.refusal(repo, forbidden(nonce, who)) for who in ("main", "sub")}
+    except Exception as e:  # program.md broken mid-edit, or a guard that allows the call
+        return f"the guard's answer to the check's call is unknown ({type(e).__name__}: {e})"
     main, sub = script(nonce)
     with MessagesServer(main, subagent_turns=sub) as server, tempfile.TemporaryDirectory() as home:
         env = {**options.env, "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "canary-no-key",
