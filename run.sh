@@ -14,6 +14,10 @@
 # unless AUTORESEARCH_TORCH names another spec, or a torch is already in .venv).
 set -euo pipefail
 cd "$(dirname "$0")"
+# The agent's Bash tool, and so its ./run.sh, inherits Claude Code's API credentials: only `loop`, which
+# starts Claude Code, keeps them (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB would strip them from Bash itself, but in
+# the pinned CLI it also sandboxes Bash away from Docker, user namespaces and .git/config, so no run could work).
+[ "${1:-}" = loop ] || unset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTHROPIC_CUSTOM_HEADERS CLAUDE_CODE_OAUTH_TOKEN
 
 VENV=.venv
 PYTHON=${AUTORESEARCH_PYTHON:-python3}
