@@ -3,7 +3,8 @@
 Karpathy kept a watcher that typed "keep going" into idle terminals; this is that watcher.
 It drives the real Claude Code CLI with the project's own rules (the settings file passed
 explicitly, so the allow rules apply headless, plus the command hooks it wires, in
-`dontAsk` mode) and Claude Code's system prompt with program.md's body appended. When the
+`dontAsk` mode) and Claude Code's system prompt with program.md's body appended. It first
+watches that CLI refuse a forbidden call (loop/canary.py) and starts no research otherwise. When the
 model ends its turn while budget remains, it gets the Stop hook's reason as its next prompt;
 when the CLI dies, the same session is resumed after a backoff (a few failures in a row end
 the loop). It stops cleanly on a STOP file, on a cap (hours, experiments of this run, USD),
