@@ -1135,23 +1135,40 @@ def test_a_subagent_may_not_leave_the_repository_or_the_guard(guarded, tool, too
 
 
 def test_worktree_isolation_creates_no_worktree_through_the_real_cli(tmp_path):
-    """Claude Code would create a git worktree and branch for this call before the subagent runs."""
+    """Allowed, this call makes Claude Code add .claude/worktrees/agent-* on a branch worktree-agent-* while the
+    subagent runs, and remove both afterwards (seen with the guard's rule switched off): so watch during the run."""
+    import threading
+
     from loop.messages_server import MessagesServer
     from tests import claude_cli
 
     repo = claude_cli.make_repo(tmp_path)
     (repo / "STOP").write_text("")
-    call = {"description": "isolated", "prompt": "List the files.", "subagent_type": "general-purpose",
-            "isolation": "worktree"}
-    branches, worktrees = claude_cli.git(repo, "branch", "--list"), claude_cli.git(repo, "worktree", "list")
-    with MessagesServer([[{"type": "tool_use", "id": "toolu_iso", "name": "Agent", "input": call}]]) as srv:
-        run = claude_cli.run_claude(repo, "Delegate.", srv.url, home=tmp_path / "home", timeout=150)
-        results = {r.tool_use_id: r for r in srv.tool_results()}
+    call = {"description": "isolated", "prompt": "Where are you?", "subagent_type": "general-purpose",
+            "isolation": "worktree", "run_in_background": False}
+    seen, done = set(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(claude_cli.git(repo, "worktree", "list").splitlines()[1:])
+            seen.update(claude_cli.git(repo, "branch", "--list", "worktree-*").splitlines())
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    sub = [[{"type": "tool_use", "id": "toolu_where", "name": "Bash", "input": {"command": "pwd"}}]]
+    try:
+        with MessagesServer([[{"type": "tool_use", "id": "toolu_iso", "name": "Agent", "input": call}]],
+                            subagent_turns=sub) as srv:
+            run = claude_cli.run_claude(repo, "Delegate.", srv.url, home=tmp_path / "home", timeout=150)
+            results = {r.tool_use_id: r for r in srv.tool_results()}
+            started = [r for r in srv.requests if r.kind == "subagent"]
+    finally:
+        done.set()
+        watcher.join()
     assert run.returncode == 0, run.stderr
     assert results["toolu_iso"].is_error and "isolation" in results["toolu_iso"].content
-    assert claude_cli.git(repo, "worktree", "list") == worktrees
-    assert claude_cli.git(repo, "branch", "--list") == branches
-    assert not (repo / ".claude" / "worktrees").exists()
+    assert started == [] and seen == set() and not (repo / ".claude" / "worktrees").exists()
 
 
 def grown(size: int) -> str:
