@@ -5,7 +5,8 @@ UNSAFE Unicode category (controls such as ESC, CR, BEL and backspace; format cha
 as bidi overrides, zero-width and tag characters; private-use, surrogate and unassigned code
 points; line and paragraph separators) is written as its escape, `\\x1b` or `\\u202e`, so no
 escape sequence reaches a terminal and nothing is hidden from the human reading it. Text the
-harness is asked to keep (a hypothesis, program.md's names) is refused instead when it holds one.
+harness is asked to keep (a command, a hypothesis, a commit message, a ledger row) is refused
+instead when it holds one, with the character named.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ def refusal(text: str, what: str, allowed: str = "") -> str | None:
     name = unicodedata.name(c, "")
     return (f"{what} holds U+{ord(c):04X}{f' {name}' if name else ''}, {UNSAFE[unicodedata.category(c)]} "
             f"(character {at + 1}): write it in plain visible text, without control or invisible characters, "
-            "which could hide what it says from the human who reads the ledger and the commits")
+            "which could hide what it says from the human who reads it")
 
 
-def quoted(log: str, lines: int = TAIL_LINES) -> str:
-    """The last lines of untrusted output, neutralised, each cut to LINE_CHARS and indented by QUOTE."""
-    shown = visible(log).splitlines()[-lines:]
+def quoted(log: str) -> str:
+    """The last TAIL_LINES of untrusted output, neutralised, each cut to LINE_CHARS and indented by QUOTE."""
+    shown = visible(log).splitlines()[-TAIL_LINES:]
     return "\n".join(QUOTE + (s if len(s) <= LINE_CHARS else s[:LINE_CHARS - 3] + "...") for s in shown)
 
 
