@@ -1138,7 +1138,7 @@ def test_cli_agent_is_told_the_real_verdict_of_a_loud_run_and_replay_reads_only_
     from tests.claude_cli import run_claude
     from tests.test_sandbox import TINY_BIGRAM
 
-    repo = build_repo(tmp_path / "repo", corpus, program_text(budget=1))
+    repo = build_repo(tmp_path / "repo", corpus, program_text(budget=1, grace=120))  # a busy machine starts slowly
     (repo / "train.py").write_text(LOUD + TINY_BIGRAM)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qam", "loud"], cwd=repo, check=True)
     (repo / "STOP").write_text("")  # the session ends when the script does
