@@ -30,10 +30,10 @@ from pathlib import Path
 from eval import config, verdict
 from eval.data import DataError, load_manifest, verify
 from eval.record import ledger
+from eval.record.logsink import LogSink
 from eval.record.runs import seed_dirs
 from eval.trial import parse_score, score_job
 from sandbox.job import Job, Mount
-from sandbox.logsink import LogSink
 
 TEST = "test.bin"
 CONFIRM_DIR = Path("runs") / "confirm"
@@ -89,7 +89,7 @@ def score_run(repo: Path, run_id: str, models: list[tuple[dict, Path]], program:
     for m, model in models:
         log = repo / CONFIRM_DIR / f"{run_id}-seed{m['seed']}.log"
         say(f"[confirm] scoring {model.relative_to(repo)} on the test split ({backend.name} sandbox)")
-        sink = LogSink(log, echo=False)
+        sink = LogSink(log)
         try:
             result = backend.run(test_job(program, model, repo / "data"), sink)
         finally:

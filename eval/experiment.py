@@ -21,7 +21,7 @@ from pathlib import Path
 from eval import config, verdict
 from eval.record import history, ledger, plot
 from eval.record.runs import RUNS, VERDICT, experiment_ids, new_run_dir, read_json, seed_dirs, trial_dir, write_json
-from eval.record.text import value
+from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
 
 LOCK = ".lock"
@@ -29,6 +29,10 @@ LOCK = ".lock"
 
 class Busy(RuntimeError):
     """Another experiment holds the repository."""
+
+
+class BadHypothesis(ValueError):
+    """The hypothesis cannot go into commit messages and the ledger; the message names the fix."""
 
 
 @contextmanager
@@ -162,6 +166,9 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
     program = config.load(repo / "program.md")
     task, rule = program.task, program.verdict
     budget = task.budget_seconds if budget is None else budget
+    why = refusal(hypothesis, "the hypothesis (-m)", allowed="\t\n")  # the guard refuses it too; humans call this
+    if why:
+        raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo)
     with exclusive(repo):
@@ -206,7 +213,7 @@ def verdict_text(d: dict) -> str:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
     if d["log_tail"]:
-        lines.append("log tail:\n" + "\n".join(d["log_tail"].splitlines()[-12:]))
+        lines.append("log tail:\n" + quoted(d["log_tail"]))
     lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "
                  f"the next ./run.sh is refused until scratchpad.md mentions {d['id']}.")
     return "\n".join(lines)

@@ -21,12 +21,13 @@ from typing import Protocol
 from eval import config
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
+from eval.record.logsink import LogSink
 from eval.record.runs import RUNS, atomic_write, new_run_dir, trial_path
+from eval.record.text import quoted
 from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
 from sandbox.job import Job, Mount, Result, SandboxFailed
-from sandbox.logsink import LogSink
 from sandbox.runtime import python_executable
 
 REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
@@ -159,6 +160,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     """Train `source` once in the sandbox with this seed, score it, and write the trial's metrics.json.
 
     Left out: program.md as it is now, the next experiment dir, the task's train.py, budget and seed.
+    echo: where the harness's progress lines go (print). train.py's output goes to train.log only.
     """
     t0 = time.monotonic()
     program = program or config.load(repo / "program.md")
@@ -172,11 +174,12 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
     say = echo or (lambda s: print(s, flush=True))
-    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
+    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed}); "
+        f"its output goes to {trial_path(run_id)}/train.log")
 
     (run_dir / "score_in").mkdir()
-    sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
-    score_sink = LogSink(run_dir / "score.log", echo=False)
+    sink = LogSink(run_dir / "train.log")
+    score_sink = LogSink(run_dir / "score.log")
     with ThreadPoolExecutor(max_workers=1) as pool:
         scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
         signal, t_train = "cancel", time.monotonic()
@@ -249,5 +252,5 @@ def summary(m: dict) -> str:
         "-" * 60,
     ]
     if m["outcome"] != "ok":
-        lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
+        lines.insert(-1, "log tail:\n" + quoted(m["log_tail"]))
     return "\n".join(lines)

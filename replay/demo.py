@@ -23,10 +23,11 @@ SHOWCASE = replay.REPO / "tests" / "sessions" / "showcase.jsonl"
 
 def steps(today: transcript.Transcript) -> list[str]:
     """One line per tool call and what the harness decided, with each verdict under its run."""
-    lines = []
+    lines, runs = [], today.runs
     for n, call in enumerate(today.calls.values(), start=1):
         lines.append(f"{n:3}. {replay.describe(call).split(' ', 1)[1]:<70} {call.decision}")
-        lines += [f"       {line}" for line in call.output.splitlines() if transcript.VERDICT.match(line)]
+        if call in runs:
+            lines += [f"       {line}" for line in call.output.splitlines() if transcript.VERDICT.match(line)]
     return lines
 
 

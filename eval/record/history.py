@@ -16,6 +16,8 @@ from pathlib import Path
 
 import git
 
+from eval.record.text import refusal
+
 TRACKED = ("train.py", "scratchpad.md")
 DISCARDED = "refs/autoresearch/discarded"
 TRAILER = "Autoresearch-Experiment"
@@ -46,6 +48,14 @@ def check(repo: Path) -> None:
         raise NotAResearchRepo("train.py is not committed: commit it first (git add train.py && git commit)")
 
 
+def checked(message: str) -> str:
+    """A commit message the harness writes: plain text, nothing hidden from whoever reads the history."""
+    why = refusal(message, "the commit message", allowed="\n")
+    if why:
+        raise ValueError(why)
+    return message
+
+
 def committed_for(r: git.Repo, run_id: str) -> str | None:
     """The sha of the commit that kept run_id, if HEAD's recent history has one."""
     trailer = re.compile(rf"^{TRAILER}: {re.escape(run_id)}$", re.MULTILINE)
@@ -69,7 +79,7 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> s
         r.git.read_tree("HEAD", env=env)
         r.git.add("--", *paths, env=env)
         tree = r.git.write_tree(env=env)
-    message = f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n"
+    message = checked(f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n")
     sha = r.git.commit_tree(tree, "-p", parent, "-m", message, env=IDENTITY)
     r.git.update_ref("-m", f"autoresearch: keep {run_id}", "HEAD", sha, parent)
     r.git.reset("-q", "--", *paths)  # the real index agrees with the new commit for the paths it took
@@ -87,7 +97,8 @@ def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
             blob = r.git.hash_object("-w", str(candidate))
             r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
             tree = r.git.write_tree(env=env)
-        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", f"{subject}\n\n{TRAILER}: {run_id}", env=IDENTITY)
+        message = checked(f"{subject}\n\n{TRAILER}: {run_id}")
+        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", message, env=IDENTITY)
         r.git.update_ref(ref, commit)
     restore_best(repo)
     return ref

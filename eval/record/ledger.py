@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval.record.runs import EXPERIMENT_ID
+from eval.record.text import refusal
 
 LEDGER = Path("runs") / "ledger.jsonl"
 TSV = Path("results.tsv")
@@ -83,6 +84,10 @@ def normalize(row: dict) -> dict:
         raise ValueError(f"ledger row direction {out['direction']!r}: expected one of {', '.join(DIRECTIONS)}")
     if out["status"] == "keep" and out["mean"] is None:
         raise ValueError(f"ledger row {out['id']}: a keep needs a finite mean")
+    for name, text in out.items():  # what the ledger shows (results.tsv, status) hides nothing from the human
+        why = isinstance(text, str) and refusal(text, f"ledger row field {name}", allowed="\t\n")
+        if why:
+            raise ValueError(why)
     return out
 
 

@@ -1,4 +1,8 @@
-"""The research state as terminal tables: the ledger's rows, the best, the counts."""
+"""The research state as terminal tables: the ledger's rows, the best, the counts.
+
+The text cells are shown neutralised (eval/record/text.py): a row the harness did not write
+(an edited ledger, a metrics.json of another version) cannot move the cursor or hide a word.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from eval.record import ledger
 from eval.record.plot import PNG
+from eval.record.text import visible
 
 ROWS = 15
 DESCRIPTION_CHARS = 60
@@ -30,7 +35,7 @@ def table(rows: list[dict], metric: str) -> str:
     lines = [" ".join(f"{name.format(metric=metric):{spec}}" for name, spec, _ in COLUMNS) + "  description"]
     for r in rows:
         cells = " ".join(f"{cell(r):{spec}}" for _, spec, cell in COLUMNS)
-        lines.append(cells + "  " + ledger.describe(r)[:DESCRIPTION_CHARS])
+        lines.append(cells + "  " + visible(ledger.describe(r), keep="")[:DESCRIPTION_CHARS])
     return "\n".join(lines)
 
 
@@ -70,6 +75,6 @@ def runs_table(runs: list[dict], metric: str) -> str:
     lines = [f"{'id':<7} {'outcome':<10} {metric:>12}  hypothesis"]
     for r in runs:
         value = "-" if r.get("value") is None else f"{r['value']:.6f}"
-        hypothesis = r.get("hypothesis", "")[:DESCRIPTION_CHARS]
+        hypothesis = visible(str(r.get("hypothesis", "")), keep="")[:DESCRIPTION_CHARS]
         lines.append(f"{r['id']:<7} {r.get('outcome', '?'):<10} {value:>12}  {hypothesis}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ runs/<id>/            one experiment (r0001, r0002, ...): its first trial's trai
                       metrics.json, out/, score.log; verdict.json for the experiment
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
+runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/confirm/         test-split scores (./run.sh confirm): sealed from the agent
 """
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.record.text import refusal
 from hooks.guard import shell
 from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, Form, unknown
 from hooks.guard.paths import Context, Refused, literal, readable, resolve, resolved
@@ -34,7 +35,6 @@ MAX_HYPOTHESIS = 300
 MAX_EDITED_BYTES = 256_000
 MAX_LINE = 4_000  # characters in one line an edit makes: no code or note line is longer
 SUBAGENTS = ("Task", "Agent")  # their calls are decided by this guard too (tests/test_guard_e2e.py)
-INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Decision:
     decision: str  # "allow" or "deny"
     reason: str
     updated_input: dict | None = None  # replaces the whole tool input when set
+    experiment: bool = False  # an allowed ./run.sh experiment run: the PreToolUse hook notes when it began
 
 
 def allow(reason: str, updated_input: dict | None = None) -> Decision:
@@ -86,6 +87,8 @@ def run_form(words: list[Word]) -> str:
     args = [literal(w) for w in words]
     if args == ["status"]:
         return "status"
+    if len(args) == 2 and args[0] == "-m" and (why := refusal(args[1], "the hypothesis")):
+        raise Refused(why)  # it would go into commit messages and the ledger
     if not args or (len(args) == 2 and args[0] == "-m" and valid_hypothesis(args[1])):
         return "experiment"
     raise Refused(
@@ -95,7 +98,7 @@ def run_form(words: list[Word]) -> str:
 
 
 def valid_hypothesis(text: str) -> bool:
-    return len(text.strip()) > 0 and len(text) <= MAX_HYPOTHESIS and "\n" not in text
+    return len(text.strip()) > 0 and len(text) <= MAX_HYPOTHESIS
 
 
 def invalid_program(error: Exception) -> str:
@@ -111,8 +114,9 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
         return deny("Bash needs a command")
     if len(command) > MAX_COMMAND:
         return deny(f"the command is {len(command)} characters long; the limit is {MAX_COMMAND}")
-    if INVISIBLE.search(command):
-        return deny("control, zero-width and bidirectional characters are not allowed in commands")
+    why = refusal(command, "the command", allowed="\t\n")
+    if why:
+        return deny(why)
     if not ctx.cwd.is_relative_to(ctx.repo):
         return deny(f"the shell is in {ctx.cwd}, outside the repository {ctx.repo}; commands run in the repository")
     try:
@@ -146,12 +150,12 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
             return deny(invalid_program(ctx.program))
         from eval import rules  # here: only experiment runs pay for the ledger
 
-        refusal = rules.run_refusal(ctx.repo, ctx.program)
-        if refusal:
-            return deny(refusal)
+        refused = rules.run_refusal(ctx.repo, ctx.program)
+        if refused:
+            return deny(refused)
         timeout = rules.run_timeout_ms(ctx.program)
         updated = {k: v for k, v in tool_input.items() if k != "run_in_background"} | {"timeout": timeout}
-        return allow(f"experiment run (timeout {timeout // 1000} s, foreground)", updated)
+        return Decision("allow", f"experiment run (timeout {timeout // 1000} s, foreground)", updated, experiment=True)
     if tool_input.get("run_in_background"):
         return deny("background commands are not allowed; run it in the foreground")
     return allow("read-only command inside the repository")
