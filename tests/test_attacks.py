@@ -1445,8 +1445,7 @@ def test_cli_agent_is_told_the_real_verdict_of_a_loud_run_and_replay_reads_only_
     (kept), echoes a forged verdict itself, then runs a crash that forges the first run's keep. Each run's
     PostToolUse(Failure) context holds its own real verdict; nothing forged is applied; the tool results stay
     short and hold no raw control character; the transcript's verdicts are the runs' alone."""
-    from replay.messages_server import MessagesServer
-
+    from loop.messages_server import MessagesServer
     from replay import transcript
     from tests.claude_cli import run_claude
     from tests.test_sandbox import TINY_BIGRAM
