@@ -333,8 +333,7 @@ def commit(repo: Path, message: str) -> str:
 
 def diagnose(metrics: dict) -> str:
     """What the failed baseline says the script still needs, from its outcome and log."""
-    train_log = metrics.get("log_tail", "").split("\n--- scorer ---\n")[0]
-    text = f"{metrics.get('reason', '')}\n{train_log}"
+    text = f"{metrics.get('reason', '')}\n{metrics.get('log_tail', '')}"
     return next(fix for outcome, clue, fix in DIAGNOSES if outcome == metrics["outcome"] and re.search(clue, text))
 
 

@@ -2,7 +2,9 @@
 
 An experiment (eval/experiment.py) is one or more trials of the same train.py with seeds the
 harness chooses. Only the harness writes runs/<id>/metrics.json: what train.py prints or
-leaves in its output dir is kept for reading, never for the score.
+leaves in its output dir is kept for reading, never for the score. The scorer's own output
+(it read the validation split) goes to runs/scorer/, which the guard seals; the run dir gets
+only what the harness makes of it: score.json, flat fields of the parsed result, the error capped.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from eval import config
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.logsink import LogSink
-from eval.record.runs import RUNS, atomic_write, new_run_dir, trial_path
+from eval.record.runs import RUNS, SCORE, atomic_write, new_run_dir, scorer_log, trial_path, write_json
 from eval.record.text import quoted
 from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
@@ -35,6 +37,9 @@ REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float
 SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/bin:/bin"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
+ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
+KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
+KEPT_LIST = 1000  # the longest list of numbers kept (per-fold values)
 
 
 class Measure(Protocol):
@@ -91,10 +96,33 @@ def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budge
 
 
 def parse_score(log: bytes) -> dict | None:
+    """The scorer's result: its last marked line, when that holds a JSON object."""
     for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            try:
+                score = json.loads(line[len(MARKER):])
+            except ValueError:
+                return None
+            return score if isinstance(score, dict) else None
     return None
+
+
+def kept_result(score: dict) -> dict:
+    """What of the scorer's result may reach the agent: numbers, flags, short names, lists of numbers, the error capped.
+
+    Only eval/scoring/score.py prints the marked line; this bounds what the run dir (the agent's
+    to read) could carry even if something else ever printed one.
+    """
+    def flat(v) -> bool:
+        return v is None or isinstance(v, (bool, int, float)) or isinstance(v, str) and len(v) <= KEPT_NAME
+
+    def numbers(v) -> bool:
+        return isinstance(v, list) and len(v) <= KEPT_LIST and all(isinstance(x, (int, float)) for x in v)
+
+    kept = {k: v for k, v in score.items() if len(k) <= KEPT_NAME and (flat(v) or numbers(v))}
+    if isinstance(score.get("error"), str):
+        kept["error"] = score["error"][:ERROR_CAP]
+    return kept
 
 
 def read_reported(out_dir: Path) -> dict:
@@ -179,7 +207,8 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
 
     (run_dir / "score_in").mkdir()
     sink = LogSink(run_dir / "train.log")
-    score_sink = LogSink(run_dir / "score.log")
+    score_log = scorer_log(repo, run_id)
+    score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
         scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
         signal, t_train = "cancel", time.monotonic()
@@ -206,11 +235,12 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     log_tail = sink.tail_text()
     score, scoring_seconds = None, None
     if not outcome:
-        score = parse_score((run_dir / "score.log").read_bytes())
+        score = parse_score(score_log.read_bytes())
+        if score is not None:
+            score = kept_result(score)
+            write_json(run_dir / SCORE, score)
         scoring_seconds = score.get("seconds") if score else scored.seconds
         outcome, reason = score_outcome(scored, score, task.direction)
-        if outcome != "ok":
-            log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
     ok = outcome == "ok"
     metrics = metrics_file.record(
         run_id, task, hypothesis, seed, budget, train_sha, manifest["hash"], backend.name,

