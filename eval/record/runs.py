@@ -4,7 +4,11 @@ runs/<id>/            one experiment (r0001, r0002, ...): its first trial's trai
                       metrics.json, out/, score.log; verdict.json for the experiment
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
-runs/confirm/         test-split scores (./run.sh confirm): sealed from the agent
+runs/audit.jsonl      every guard decision (hooks/audit.py)
+runs/running.json     the trial running now, for the status line (gone when none is)
+runs/loop.json        the headless loop's clock, caps and API cost (loop/loop.py)
+runs/report.html      the morning report (eval/record/page.py); test-split numbers never in it
+runs/confirm/         test-split scores (./run.sh confirm) and the report with them: sealed from the agent
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
 TRIAL_ID = re.compile(r"^(r\d{4,})(?:-s(\d+))?$")  # a trial: r0001 (the first) or r0001-s2
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
+AUDIT = RUNS / "audit.jsonl"
+RUNNING = RUNS / "running.json"
+LOOP = RUNS / "loop.json"
+CONFIRM = RUNS / "confirm"
 
 
 def new_run_dir(runs: Path) -> tuple[str, Path]:
