@@ -7,7 +7,7 @@ in steps that are each idempotent and recorded in runs/<id>/verdict.json:
   1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
   2. git: keep commits train.py, anything else stores it under a ref and restores the best;
   3. append the ledger row (a no-op if the id is there);  4. redraw progress.png;
-  5. mark the verdict applied.
+  5. rewrite the morning report, runs/report.html;  6. mark the verdict applied.
 A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) completes.
 """
 
@@ -15,12 +15,25 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, verdict
-from eval.record import history, ledger, plot
-from eval.record.runs import RUNS, VERDICT, experiment_ids, new_run_dir, read_json, seed_dirs, trial_dir, write_json
+from eval import config, rules, verdict
+from eval.record import history, ledger, morning, page, plot
+from eval.record.runs import (
+    RUNNING,
+    RUNS,
+    VERDICT,
+    experiment_ids,
+    new_run_dir,
+    read_json,
+    seed_dirs,
+    trial_dir,
+    write_json,
+)
 from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
 
@@ -132,9 +145,26 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
+    write_report(repo, program)
     d["applied"] = True
     write_json(path, d)
     return d
+
+
+def morning_report(repo: Path, program: config.Program) -> morning.Morning:
+    """What the morning report says now: the page's and ./run.sh report's content."""
+    rows, task, b = ledger.read(repo), program.task, program.budget
+    used = rules.hours_since_start(rows, datetime.now(UTC))
+    return morning.gather(repo, rows, task.metric, task.direction, morning.Budget(used, b.hours, b.experiments))
+
+
+def write_report(repo: Path, program: config.Program) -> None:
+    """runs/report.html (and its sealed copy once confirm has run); a bug in the report shows on the page
+    instead of stranding the verdict, which every later ./run.sh would then fail to complete."""
+    try:
+        page.write(repo, morning_report(repo, program))
+    except Exception as e:
+        page.write_failure(repo, f"{type(e).__name__}: {e}")
 
 
 def pending(repo: Path) -> list[str]:
@@ -177,24 +207,35 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         run_id, run_dir = new_run_dir(repo / RUNS)
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
         try:
-            first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
-                            unsafe)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
-            raise
-        say(summary(first))
-        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
-            best is None or verdict.promising(task.direction, rule, best, first["value"]))
-        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
-            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
-            trial = trial_dir(run_dir, k)
-            trial[1].mkdir()
-            m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
-            say(summary(m))
-            if m["outcome"] != "ok":
-                break
+            announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
+            try:
+                first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget,
+                                seeds[0], unsafe)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+                raise
+            say(summary(first))
+            extra = rule.rule == "noise" and first["outcome"] == "ok" and (
+                best is None or verdict.promising(task.direction, rule, best, first["value"]))
+            for k, seed in enumerate(seeds[1:] if extra else [], start=2):
+                say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
+                trial = trial_dir(run_dir, k)
+                trial[1].mkdir()
+                announce(repo, trial[0], k, len(seeds), budget)
+                m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
+                say(summary(m))
+                if m["outcome"] != "ok":
+                    break
+        finally:
+            (repo / RUNNING).unlink(missing_ok=True)
         return apply_verdict(repo, run_id, program)
+
+
+def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
+    """runs/running.json: which trial runs now and since when (the status line's source); of: None while unknown."""
+    write_json(repo / RUNNING, {"id": trial_id, "seed": seed, "of": of, "started": time.time(),
+                                "budget_seconds": budget, "pid": os.getpid()})
 
 
 def verdict_text(d: dict) -> str:

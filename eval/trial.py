@@ -29,6 +29,7 @@ from eval.record.text import quoted
 from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
+from sandbox.heartbeat import Heartbeat
 from sandbox.job import Job, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
@@ -36,6 +37,9 @@ REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float
                  "final_loss": float}
 SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/bin:/bin"}
+# train.py's own logs stay in /out (kept as runs/<id>/out/): W&B writes offline there instead of trying the
+# network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
+OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
 ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
@@ -54,7 +58,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
     return Job(
         argv=[python_executable(), "/code/train.py"],
         mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin")],
-        env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
+        env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
         timeout_s=budget + task.grace_seconds,
@@ -213,7 +217,9 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
         signal, t_train = "cancel", time.monotonic()
         try:
-            train = backend.run(training_job(program, run_dir, data_dir, budget, seed), sink)
+            with Heartbeat(say, budget, f"[{run_id}] ") as beat:
+                train = backend.run(training_job(program, run_dir, data_dir, budget, seed), beat.sink(sink),
+                                    beat.started)
             outcome, reason = training_outcome(train, program, budget)
             signal = "cancel" if outcome else "go"
             if signal == "go":

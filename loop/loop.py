@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from claude_agent_sdk import (
 
 from eval import config
 from eval.record import ledger
+from eval.record.runs import LOOP, write_json
 from hooks import session_end, stop
 from loop import canary
 
@@ -86,6 +87,7 @@ class State:
     """What the loop knows while it runs; the status line and the summary read it."""
 
     started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     rows_at_start: list[dict] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     cost_done: float = 0.0  # USD of CLI processes that have ended
@@ -205,6 +207,13 @@ def status_line(state: State, caps: Caps, metric: str, direction: str) -> str:
             f"left {left_text} | cost ${state.cost:.4f} | session {(state.session_id or '-')[:8]}")
 
 
+def record(repo: Path, state: State, caps: Caps) -> None:
+    """runs/loop.json: this loop's clock, caps and API cost, for the morning report (runs/report.html)."""
+    write_json(repo / LOOP, {"started": state.started_at, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+                             "hours": round(state.hours, 3), "cost_usd": round(state.cost, 4), "caps": asdict(caps),
+                             "experiments": len(state.new_rows), "stop": state.stop})
+
+
 def summary(state: State, metric: str, direction: str, saved: dict[Path, str]) -> str:
     counts = {s: sum(r["status"] == s for r in state.new_rows) for s in ledger.STATUSES}
     before, after = ledger.best(state.rows_at_start, direction), ledger.best(state.rows, direction)
@@ -292,6 +301,7 @@ class Loop:
 
     def show(self) -> None:
         self.say(status_line(self.state, self.caps, self.metric, self.direction))
+        record(self.repo, self.state, self.caps)
 
     def request_stop(self, reason: str) -> None:
         """Stop now (a signal): interrupt the agent, even mid-experiment; recovery completes the run."""
@@ -450,6 +460,7 @@ async def main_async(repo: Path, args: argparse.Namespace) -> int:
         saved = loop.keep_transcripts()
         await asyncio.to_thread(finish_experiment, repo, loop.say)
         loop.state.rows = ledger.read(repo)
+        record(repo, loop.state, loop.caps)
         loop.say(summary(loop.state, loop.metric, loop.direction, {p: loop.transcripts[p] for p in saved}))
     return 1 if loop.state.failures > len(BACKOFF_S) else 0  # a clean stop is 0; giving up on the CLI is not
 

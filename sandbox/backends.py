@@ -10,7 +10,7 @@ import importlib
 import os
 from typing import Protocol
 
-from sandbox.job import Job, OutputSink, Result, SandboxUnavailable
+from sandbox.job import Job, OutputSink, Result, SandboxUnavailable, Started
 
 # name -> "module:class"; the constructor raises SandboxUnavailable where the backend cannot run.
 BACKENDS = {
@@ -22,11 +22,11 @@ FORCE_ENV = "AUTORESEARCH_SANDBOX"  # docker | bwrap: use that one or fail (test
 
 
 class Backend(Protocol):
-    """Runs one Job to its end (or its timeout), streaming its output to the sink."""
+    """Runs one Job to its end (or its timeout), streaming its output to the sink; `started` gets its meter."""
 
     name: str
 
-    def run(self, job: Job, sink: OutputSink) -> Result: ...
+    def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result: ...
 
 
 def backend(name: str) -> Backend:

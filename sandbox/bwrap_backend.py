@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable
+from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable, Started
 from sandbox.process import run_process
 from sandbox.runtime import python_mounts, system_layout
 
@@ -55,5 +55,5 @@ class BwrapBackend:
             argv += ["--setenv", key, value]
         return argv + ["--chdir", job.workdir, "--", *job.argv]
 
-    def run(self, job: Job, sink: OutputSink) -> Result:
-        return run_process(self.command(job), dict(os.environ), Path("/"), job, sink)
+    def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
+        return run_process(self.command(job), dict(os.environ), Path("/"), job, sink, started)

@@ -20,7 +20,18 @@ import requests
 from docker.types import DeviceRequest, LogConfig
 
 from sandbox.image import ensure_image
-from sandbox.job import MAX_OUT_FILES, TMP_MB, UID, Job, OutputSink, Result, SandboxFailed, SandboxUnavailable
+from sandbox.job import (
+    MAX_OUT_FILES,
+    TMP_MB,
+    UID,
+    Job,
+    OutputSink,
+    Result,
+    SandboxFailed,
+    SandboxUnavailable,
+    Started,
+    Usage,
+)
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
 LABEL = "autoresearch.sandbox"
@@ -106,14 +117,14 @@ class DockerBackend:
             config["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return config
 
-    def run(self, job: Job, sink: OutputSink) -> Result:
+    def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
         """Run the job; SandboxFailed when the engine fails under it (the job's fate is then unknown)."""
         try:
-            return self.run_container(job, sink)
+            return self.run_container(job, sink, started)
         except ENGINE_ERRORS as e:
             raise SandboxFailed(f"the Docker engine failed during the run ({type(e).__name__}: {e})") from None
 
-    def run_container(self, job: Job, sink: OutputSink) -> Result:
+    def run_container(self, job: Job, sink: OutputSink, started: Started | None) -> Result:
         container = self.client.containers.create(**self.container_config(job))
         killed = threading.Event()
 
@@ -129,6 +140,8 @@ class DockerBackend:
             t0 = time.monotonic()
             timer = threading.Timer(job.timeout_s, kill)
             timer.start()
+            if started:
+                started(lambda: self.usage(container))
             try:
                 for chunk in api.exec_start(exec_id, stream=True):
                     sink(chunk)
@@ -143,12 +156,22 @@ class DockerBackend:
             if not killed.is_set():
                 self.exec_output(container, ["/usr/bin/kill", "-9", "-1"])  # what the job left running
                 result.peak_memory_mb, result.oom = self.memory_report(container, exit_code)
-                if exit_code == 0 and job.out_dir is not None:
+                if job.out_dir is not None:  # after a crash too: its own logs tell what happened
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
             return result
         finally:
             with contextlib.suppress(*ENGINE_ERRORS):  # a dead engine: recover() removes it later
                 container.remove(force=True)
+
+    def usage(self, container) -> Usage:
+        """The container's CPU time and memory (less the reclaimable file cache, as `docker stats` counts it)."""
+        stats = self.client.api.stats(container.id, stream=False, one_shot=True)
+        cpu = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
+        memory = stats.get("memory_stats") or {}
+        counters = memory.get("stats") or {}
+        cache = counters.get("total_inactive_file", counters.get("inactive_file", 0))  # cgroup v1, v2
+        used = memory.get("usage")
+        return Usage(None if cpu is None else cpu / 1e9, None if used is None else (used - cache) / 2**20)
 
     def exec_output(self, container, argv: list[str]) -> bytes:
         api = self.client.api

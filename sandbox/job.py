@@ -55,7 +55,17 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a running job has used so far, where its backend can tell (None where it cannot)."""
+
+    cpu_seconds: float | None
+    memory_mb: float | None
+
+
 OutputSink = Callable[[bytes], None]
+Meter = Callable[[], Usage]  # measures the job while it runs
+Started = Callable[[Meter], None]  # a backend calls it once the job runs, with the job's meter
 
 
 class SandboxUnavailable(RuntimeError):

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox.job import MAX_OUT_FILES, Job, OutputSink, Result
+from sandbox.job import MAX_OUT_FILES, Job, OutputSink, Result, Started, Usage
 
 WATCH_EVERY_S = 0.2
 
@@ -50,7 +50,32 @@ def limits_preexec(job: Job, memory_limit: bool):
     return apply
 
 
-def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink: OutputSink) -> Result:
+def tree_usage(root: int) -> Usage:
+    """CPU time and resident memory of a process and every descendant, from /proc (a sandbox's
+    processes are the host's too, in a namespace of their own)."""
+    parents, used = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (sum(int(f) for f in fields[11:15]), int(fields[21]))  # utime stime cutime cstime; rss pages
+    tree, frontier = set(), [root] if root in used else []
+    while frontier:
+        tree.update(frontier)
+        frontier = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+    ticks, pages = sum(used[p][0] for p in tree), sum(used[p][1] for p in tree)
+    return Usage(ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE") / 2**20) if tree else Usage(
+        None, None)
+
+
+def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink: OutputSink,
+                started: Started | None = None) -> Result:
     out_dir = job.out_dir
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -75,6 +100,8 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     timer = threading.Timer(job.timeout_s, kill)
     timer.start()
     threading.Thread(target=watch, daemon=True).start()
+    if started:
+        started(lambda: tree_usage(proc.pid))
     try:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             sink(chunk)

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from sandbox.job import Job, OutputSink, Result
+from sandbox.job import Job, OutputSink, Result, Started
 from sandbox.process import run_process
 
 
@@ -31,7 +31,7 @@ def sandbox_to_host(job: Job) -> dict[str, str]:
 class UnsafeBackend:
     name = "unsafe"
 
-    def run(self, job: Job, sink: OutputSink) -> Result:
+    def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
         paths = sandbox_to_host(job)
 
         def host(value: str) -> str:
@@ -43,4 +43,4 @@ class UnsafeBackend:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, **{k: host(v) for k, v in job.env.items()}, "TMPDIR": tmp, "HOME": tmp}
             cwd = Path(host(job.workdir)) if job.workdir != "/tmp" else Path(tmp)
-            return run_process([host(a) for a in job.argv], env, cwd, job, sink)
+            return run_process([host(a) for a in job.argv], env, cwd, job, sink, started)

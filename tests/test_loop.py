@@ -257,6 +257,9 @@ def test_a_cap_stops_the_loop(repo, tmp_path, cap, words):
         out = finish(proc, 120)
     assert proc.returncode == 0, out
     assert f"loop stopped: {words}" in out, out
+    recorded = json.loads((repo / "runs" / "loop.json").read_text())  # what the morning report shows
+    assert recorded["stop"] == words and recorded["caps"]["max_usd"] == (0.0001 if "--max-usd" in cap else None)
+    assert recorded["cost_usd"] >= (0.0001 if "--max-usd" in cap else 0.0)
 
 
 def test_a_spent_program_budget_ends_the_loop_instead_of_reprompting(repo, tmp_path):

@@ -1,4 +1,4 @@
-"""One experiment's verdict applied end to end: decision, git, ledger, plot, recovery after kill -9."""
+"""One experiment's verdict applied end to end: decision, git, ledger, plot, report, recovery after kill -9."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_baseline_keep_discard_crash(research_repo):
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from eval.record import history, ledger, plot
+from eval.record import history, ledger, page, plot
 from eval import experiment
 step = sys.argv[2]
 def die(real):
@@ -84,7 +84,7 @@ def die(real):
         os.kill(os.getpid(), signal.SIGKILL)
     return wrapped
 targets = {"decide": (experiment, "write_json"), "git": (history, "keep"), "git-discard": (history, "discard"),
-           "ledger": (ledger, "append"), "plot": (plot, "draw")}
+           "ledger": (ledger, "append"), "plot": (plot, "draw"), "report": (page, "write")}
 module, name = targets[step]
 setattr(module, name, die(getattr(module, name)))
 experiment.apply_verdict(Path(sys.argv[1]), sys.argv[3])
@@ -92,7 +92,7 @@ experiment.apply_verdict(Path(sys.argv[1]), sys.argv[3])
 
 
 @pytest.mark.parametrize("step, run_id", [("decide", "r0001"), ("git", "r0001"), ("ledger", "r0001"),
-                                          ("plot", "r0001"), ("git-discard", "r0003")])
+                                          ("plot", "r0001"), ("report", "r0001"), ("git-discard", "r0003")])
 def test_kill_9_at_each_step_is_completed_by_the_next_run(research_repo, step, run_id):
     repo = research_repo
     if run_id == "r0003":
@@ -113,6 +113,20 @@ def test_kill_9_at_each_step_is_completed_by_the_next_run(research_repo, step, r
     assert not r.is_dirty(path="train.py")
     best = ledger.best(rows, "minimize")
     assert (repo / "train.py").read_text() == CASES[best["id"]][0]
+    report = (repo / "runs" / "report.html").read_text()  # rewritten by the recovery: killed before it, or after
+    assert all(f'<tr id="{row["id"]}">' in report for row in rows)
+
+
+def test_the_report_is_regenerated_by_recovery_even_when_it_was_deleted_after_the_kill(research_repo):
+    """A kill right after the page was written leaves a pending verdict; its recovery writes the page again."""
+    repo = research_repo
+    fake_run(repo, "r0001")
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(repo), "report", "r0001"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (repo / "runs" / "report.html").unlink()
+    experiment.recover(repo, say=lambda s: None)
+    assert '<tr id="r0001">' in (repo / "runs" / "report.html").read_text()
 
 
 def test_a_run_killed_before_its_metrics_is_recorded_as_a_crash(research_repo):
@@ -251,3 +265,15 @@ def test_decide_judges_seed_ignoring_versions_by_the_spread_of_earlier_experimen
     d = verdicts["r0003"]
     assert "ignores the seed" in d["reason"]
     assert d["spread"] == pytest.approx(0.01)  # r0001's three honest seeds
+
+
+def test_a_report_that_cannot_be_made_does_not_strand_the_verdict(research_repo):
+    """The page is for reading: when it fails (here a garbled confirm log), the verdict is applied all the same
+    and the page says what went wrong."""
+    repo = research_repo
+    (repo / "runs" / "confirm").mkdir(parents=True)
+    (repo / "runs" / "confirm" / "log.jsonl").write_text(json.dumps({"runs": {"baseline": {"test": ["x"]}}}) + "\n")
+    fake_run(repo, "r0001")
+    assert experiment.apply_verdict(repo, "r0001")["applied"]
+    assert experiment.pending(repo) == []
+    assert "The morning report could not be written" in (repo / "runs" / "report.html").read_text()

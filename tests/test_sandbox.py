@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from eval.record.metrics import SCHEMA as METRICS_SCHEMA
 from eval.scoring.score import MARKER
 from eval.trial import ERROR_CAP, kept_result, parse_score, run_trial
+from sandbox import heartbeat
 from sandbox.docker_backend import LABEL
 from tests.conftest import write_program
 
@@ -249,6 +251,38 @@ def test_no_sandbox_refuses_unless_unsafe(repo, monkeypatch):
     metrics = run(repo, TINY_BIGRAM.replace("< float(", "< 0 * float("), unsafe=True)
     assert metrics["backend"] == "unsafe"
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+
+
+QUIET = """
+import time
+held = [0] * 5_000_000  # 40 MB the heartbeat's memory figure must see
+start = time.time()
+while time.time() - start < 7:
+    pass
+print("done, quietly")
+"""
+BEAT = re.compile(r"^\[r0001\] \[harness\] no output for \d+ s; \d+:\d\d elapsed, \d+:\d\d of the 20 s budget left; "
+                  r"CPU \d+\.\d cores, memory (\d+) MB$")
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_a_quiet_train_py_gets_a_harness_heartbeat(repo, backend, monkeypatch):
+    """Nothing printed: the harness says the run is alive (elapsed, budget left, the sandbox's CPU and memory)
+    in the run's output, and never in train.log, which is train.py's own."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
+    monkeypatch.setattr(heartbeat, "QUIET_S", 2.0)
+    write_program(repo, budget=20, grace=20)
+    (repo / "train.py").write_text(QUIET)
+    said: list[str] = []
+    metrics = run_trial(repo, echo=said.append)
+    beats = [line for line in said if "[harness] no output" in line]
+    assert len(beats) >= 2, said
+    for line in beats:
+        match = BEAT.match(line)
+        assert match, line
+        assert int(match.group(1)) >= 30
+    log = (repo / "runs" / metrics["id"] / "train.log").read_text()
+    assert "done, quietly" in log and "[harness]" not in log
 
 
 def test_a_silent_train_py_is_waited_for(repo):

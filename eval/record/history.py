@@ -11,6 +11,7 @@ was. Every step is idempotent, so a verdict interrupted by kill -9 is simply app
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -113,3 +114,37 @@ def restore_best(repo: Path) -> None:
 
 def head(repo: Path) -> str:
     return open_repo(repo).head.commit.hexsha
+
+
+def discarded(repo: Path) -> dict[str, str]:
+    """Experiment id -> sha of its candidate under refs/autoresearch/discarded/, in one git call."""
+    out = open_repo(repo).git.for_each_ref(DISCARDED, format="%(refname) %(objectname)")
+    return {ref.rsplit("/", 1)[-1]: sha for ref, sha in (line.split() for line in out.splitlines())}
+
+
+def changes(repo: Path, shas: list[str], limit: int, exclude: tuple[str, ...] = ()) -> dict[str, tuple[str, int]]:
+    """sha -> (its diff against its parent, cut at `limit` characters; characters cut), in one git process.
+
+    `git diff-tree --stdin` reads the commits from a file (a pipe could fill both ways) and prints
+    each one's id on a line of its own before its patch; a commit git cannot find is left out.
+    """
+    wanted, found, current = set(shas), {}, None
+    with tempfile.TemporaryFile() as ids:
+        ids.write("".join(f"{sha}\n" for sha in shas).encode())
+        ids.seek(0)
+        argv = ["git", "diff-tree", "--stdin", "--always", "-p", "--no-color", "--no-ext-diff", "--",
+                ".", *(f":(exclude){path}" for path in exclude)]
+        with subprocess.Popen(argv, cwd=repo, stdin=ids, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as git:
+            for raw in git.stdout:
+                line = raw.decode("utf-8", errors="replace")
+                if line.rstrip("\n") in wanted:
+                    current = line.rstrip("\n")
+                    found[current] = [[], 0, 0]  # kept lines, characters kept, characters cut
+                elif current is not None:
+                    kept = found[current]
+                    if not kept[2] and kept[1] + len(line) <= limit:  # the diff is cut once, at a line end
+                        kept[0].append(line)
+                        kept[1] += len(line)
+                    else:
+                        kept[2] += len(line)
+    return {sha: ("".join(lines), cut) for sha, (lines, _, cut) in found.items()}

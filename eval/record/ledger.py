@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import statistics
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,6 +104,12 @@ def finite(value):
 def describe(row: dict) -> str:
     """One line of text: the description, else the hypothesis, with tabs and newlines flattened."""
     return " ".join((row.get("description") or row.get("hypothesis") or "").split())
+
+
+def seed_spread(row: dict) -> float | None:
+    """The row's own seed-to-seed standard deviation; None with one draw (identical values are one draw)."""
+    values = row.get("values") or []
+    return statistics.stdev(values) if len(set(values)) > 1 else None
 
 
 def tsv_line(row: dict) -> str:

@@ -6,7 +6,11 @@ runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
 runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
-runs/confirm/         test-split scores (./run.sh confirm): sealed from the agent
+runs/audit.jsonl      every guard decision (hooks/audit.py)
+runs/running.json     the trial running now, for the status line (gone when none is)
+runs/loop.json        the headless loop's clock, caps and API cost (loop/loop.py)
+runs/report.html      the morning report (eval/record/page.py); test-split numbers never in it
+runs/confirm/         test-split scores (./run.sh confirm) and the report with them: sealed from the agent
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
 SCORER_LOGS = RUNS / "scorer"
+AUDIT = RUNS / "audit.jsonl"
+RUNNING = RUNS / "running.json"
+LOOP = RUNS / "loop.json"
+CONFIRM = RUNS / "confirm"
 
 
 def new_run_dir(runs: Path) -> tuple[str, Path]:
