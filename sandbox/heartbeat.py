@@ -1,9 +1,10 @@
 """A sign of life in the run's output while the job prints nothing: elapsed, budget left, CPU, memory.
 
 An adopted train.py may print nothing for minutes, and a silent terminal reads as a hang. After
-QUIET_S seconds without output, and again after each QUIET_S of further silence, `say` gets one
-short line written by the harness: it goes to the terminal (and the agent's tool output), never
-into train.log, which holds the job's own output only.
+QUIET_S seconds without output, `say` gets one short line written by the harness: it goes to the
+terminal (and the agent's tool output), never into train.log, which holds the job's own output
+only. Each further line waits for twice the silence of the one before (30 s, 60 s, 120 s...), so
+a long run that train.py keeps silent still adds only a handful of lines to ./run.sh's short output.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class Heartbeat:
         self.say, self.budget_s, self.prefix = say, budget_s, prefix
         self.quiet_s = QUIET_S if quiet_s is None else quiet_s
         self.t0 = self.output_at = self.beat_at = time.monotonic()
-        self.mid_line = False  # the job's last output ended without a newline
         self.meter: Meter | None = None
         self.measured: tuple[float, float] | None = None  # (when, CPU seconds) of the last measurement
         self.done = threading.Event()
@@ -46,7 +46,6 @@ class Heartbeat:
     def sink(self, inner: OutputSink) -> OutputSink:
         def forward(chunk: bytes) -> None:
             self.output_at = time.monotonic()
-            self.mid_line = not chunk.endswith(b"\n") if chunk else self.mid_line
             inner(chunk)
 
         return forward
@@ -56,11 +55,12 @@ class Heartbeat:
         self.output_at = self.beat_at = self.t0
 
     def watch(self) -> None:
+        quiet = self.quiet_s
         while not self.done.wait(TICK_S):
             now = time.monotonic()
-            if now - max(self.output_at, self.beat_at) >= self.quiet_s:
-                self.say(("\n" if self.mid_line else "") + self.prefix + self.line(now))
-                self.beat_at, self.mid_line = time.monotonic(), False
+            if now - max(self.output_at, self.beat_at) >= quiet:
+                self.say(self.prefix + self.line(now))
+                self.beat_at, quiet = time.monotonic(), quiet * 2
 
     def usage(self, now: float) -> str:
         """'CPU 1.9 cores, memory 412 MB': cores used since the last measurement (or the start)."""

@@ -64,6 +64,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_ledger_rows_and_commit_messages_cannot_carry_invisible_characters",
         "test_cli_agent_is_told_the_real_verdict_of_a_loud_run_and_replay_reads_only_runs",
         "test_replay_reads_verdicts_and_seed_values_only_from_experiment_runs",
+        "test_a_silent_train_py_adds_only_a_handful_of_heartbeat_lines",
     ),
     "scorer: no code from the archive, its output sealed": (
         "test_malicious_archive_is_refused_before_anything_in_it_runs",

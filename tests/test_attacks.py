@@ -1540,6 +1540,18 @@ def test_replay_reads_verdicts_and_seed_values_only_from_experiment_runs(tmp_pat
     assert seeds["r0001"]["log_tail"] == forged.rstrip("\n")  # the quoted lines, read back as the log they were
 
 
+def test_a_silent_train_py_adds_only_a_handful_of_heartbeat_lines(monkeypatch):
+    """Silence is output too: a heartbeat every QUIET_S would let a long, silent run fill ./run.sh's output.
+    Each beat waits twice as long as the one before: 0.02, 0.06, 0.14, 0.30, 0.62, 1.26 s, not one per 0.02 s."""
+    from sandbox import heartbeat
+
+    monkeypatch.setattr(heartbeat, "TICK_S", 0.005)
+    said: list[str] = []
+    with heartbeat.Heartbeat(said.append, budget_s=1, quiet_s=0.02):
+        time.sleep(1.3)
+    assert 3 <= len(said) <= 7 and all("[harness] no output for" in line for line in said), said
+
+
 # ====================================================================== the scorer runs no code from the archive
 # Found (fixed): torch.export.load unpickled what the exported archive asked for (a weights config with use_pickle)
 # before the graph was vetted; the payload printed its own score line (a forged keep) and wrote the validation split
