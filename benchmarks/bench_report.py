@@ -24,8 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from eval import config, experiment  # noqa: E402
 from eval.record import ledger, page, plot  # noqa: E402
-from tests.night import synthetic_night  # noqa: E402
-from tests.test_report import CHROMIUM, build_night_repo  # noqa: E402
+from tests.night import CHROMIUM, build_night_repo, synthetic_night  # noqa: E402
 
 
 def seconds(fn, *args) -> float:

@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         m = experiment.morning_report(repo, program)
     for w in caught:
         print(f"report: {w.message}", file=sys.stderr)
+    if not m.experiments:
+        print("no experiments yet: run ./run.sh (each verdict rewrites runs/report.html)")
+        return 0
     written = page.write(repo, m)
     print(morning(m, args.rows))
     print("\npage: " + "\n      ".join(f"{p.resolve()}" + ("  (with the test split; sealed from the agent)"

@@ -206,34 +206,33 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
+        announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
         try:
-            announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
-            try:
-                first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget,
-                                seeds[0], unsafe)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
-                raise
-            say(summary(first))
-            extra = rule.rule == "noise" and first["outcome"] == "ok" and (
-                best is None or verdict.promising(task.direction, rule, best, first["value"]))
-            for k, seed in enumerate(seeds[1:] if extra else [], start=2):
-                say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
-                trial = trial_dir(run_dir, k)
-                trial[1].mkdir()
-                announce(repo, trial[0], k, len(seeds), budget)
-                m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
-                say(summary(m))
-                if m["outcome"] != "ok":
-                    break
-        finally:
-            (repo / RUNNING).unlink(missing_ok=True)
+            first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
+                            unsafe)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+            raise
+        say(summary(first))
+        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
+            best is None or verdict.promising(task.direction, rule, best, first["value"]))
+        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
+            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
+            trial = trial_dir(run_dir, k)
+            trial[1].mkdir()
+            announce(repo, trial[0], k, len(seeds), budget)
+            m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
+            say(summary(m))
+            if m["outcome"] != "ok":
+                break
+        (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
 
 
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
-    """runs/running.json: which trial runs now and since when (the status line's source); of: None while unknown."""
+    """runs/running.json: which trial runs now and since when, for the status line (of: None while unknown).
+    A run that dies leaves it behind; the status line ignores it once the process that wrote it is gone."""
     write_json(repo / RUNNING, {"id": trial_id, "seed": seed, "of": of, "started": time.time(),
                                 "budget_seconds": budget, "pid": os.getpid()})
 

@@ -1,18 +1,22 @@
 """A synthetic night for the report's tests and benchmark: many experiments recorded the way the harness
-records them (kept commits, discarded refs, ledger rows, verdict files, guard refusals), without training.
+records them (kept commits, discarded refs, ledger rows, verdict files, guard refusals), without training;
+and the browser that renders its page.
 
-    synthetic_night(repo, 300)  # in a git repository whose HEAD holds train.py
+    synthetic_night(build_night_repo(path), 300)
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 from eval.record import history, ledger
 from eval.record.runs import AUDIT, RUNS, VERDICT, write_json
 
+CHROMIUM = next((p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None)
 INJECTION = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>'
 STATUSES = ("keep",) + ("discard",) * 6 + ("crash", "timeout")
 REFUSALS = (("Bash", "pip install numpy", "`pip`: installing packages is not allowed: the environment is fixed"),
@@ -59,3 +63,16 @@ def synthetic_night(repo: Path, n: int, seed: int = 0) -> list[dict]:
             f.write(json.dumps({"time": f"2026-12-01T01:{k % 60:02d}:00+0000", "tool": tool, "input": command,
                                 "decision": "deny", "reason": reason}) + "\n")
     return ledger.read(repo)
+
+
+def build_night_repo(root: Path) -> Path:
+    """A git repository with the harness's train.py and scratchpad, for a synthetic night."""
+    root.mkdir(parents=True)
+    source = Path(__file__).resolve().parent.parent
+    for name in ("train.py", "scratchpad.md"):
+        shutil.copy2(source / name, root / name)
+    (root / ".gitignore").write_text("runs/\nresults.tsv\n")
+    for args in (["init", "-q", "-b", "research"], ["add", "-A"],
+                 ["-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-q", "-m", "start"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    return root

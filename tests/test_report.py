@@ -10,7 +10,6 @@ screenshot, its network log), not the HTML text.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,9 +22,8 @@ from eval.record import ledger, page
 from eval.record.text import value
 from hooks.guard import policy
 from tests.conftest import build_repo, write_program
-from tests.night import INJECTION, synthetic_night
+from tests.night import CHROMIUM, INJECTION, build_night_repo, synthetic_night
 
-CHROMIUM = next((p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CANNOT_LEARN = ("LEARNING_RATE = 2e-3", "LEARNING_RATE = 2e-9  # </pre><script>document.title='pwned'</script>")
 TENSORBOARD = """
@@ -188,15 +186,3 @@ def test_three_hundred_experiments(tmp_path):
     assert not dom.find("script") and not dom.find("img") and dom.all_text.count(INJECTION) >= 2 * (300 // 9)
     assert png.startswith(PNG_MAGIC) and requested == []
 
-
-def build_night_repo(root: Path) -> Path:
-    """A git repository with the harness's train.py and scratchpad, for a synthetic night."""
-    root.mkdir(parents=True)
-    source = Path(__file__).resolve().parent.parent
-    for name in ("train.py", "scratchpad.md"):
-        shutil.copy2(source / name, root / name)
-    (root / ".gitignore").write_text("runs/\nresults.tsv\n")
-    for args in (["init", "-q", "-b", "research"], ["add", "-A"],
-                 ["-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-q", "-m", "start"]):
-        subprocess.run(["git", *args], cwd=root, check=True)
-    return root

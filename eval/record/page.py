@@ -148,7 +148,8 @@ def change(e: Experiment) -> str:
         if e.log_tail:
             parts.append(f"<p>log tail:</p><pre>{escape(e.log_tail)}</pre>")
     if e.git_diff is None:
-        parts.append("<p class='muted'>no candidate in git (the run was stopped before its train.py was saved)</p>")
+        parts.append("<p class='muted'>the candidate is not in git (stopped before its train.py was saved, or the "
+                     "history was rewritten)</p>")
     elif not e.diff:
         parts.append(f"<p class='muted'>train.py unchanged ({escape(e.git_diff)})</p>")
     else:
