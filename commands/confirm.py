@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 from dataclasses import dataclass
@@ -52,10 +53,10 @@ class Scored:
     test: list[float]
 
 
-def test_job(program: config.Program, model: Path, data_dir: Path) -> Job:
+def test_job(program: config.Program, model: Path, data_dir: Path, token: str) -> Job:
     """The scoring sandbox of eval/trial.py, with the test split instead of val."""
     return score_job(program, data_dir / TEST, Mount(model, "/in/model.pt2"), model.parent,
-                     START_S + program.limits.score_seconds)
+                     START_S + program.limits.score_seconds, token)
 
 
 def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, Path]]:
@@ -89,12 +90,12 @@ def score_run(repo: Path, run_id: str, models: list[tuple[dict, Path]], program:
     for m, model in models:
         log = repo / CONFIRM / f"{run_id}-seed{m['seed']}.log"
         say(f"[confirm] scoring {model.relative_to(repo)} on the test split ({backend.name} sandbox)")
-        sink = LogSink(log)
+        sink, token = LogSink(log), secrets.token_hex(16)
         try:
-            result = backend.run(test_job(program, model, repo / "data"), sink)
+            result = backend.run(test_job(program, model, repo / "data", token), sink)
         finally:
             sink.close()
-        score = parse_score(log.read_bytes())
+        score = parse_score(log.read_bytes(), token)
         if not score or not score.get("ok") or not score.get("finite"):
             why = (score or {}).get("error") or f"no result (exit status {result.exit_code})"
             raise ConfirmError(f"{model.relative_to(repo)}: scoring on the test split failed: {why} "

@@ -70,18 +70,19 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
     )
 
 
-def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float,
+def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
               extra: tuple[str, ...] = ()) -> Job:
     """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
 
-    Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out.
+    Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out. The
+    result line starts with `token` (parse_score), a secret of the harness the model cannot print.
     """
     task = program.task
     secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
     return Job(
         argv=[python_executable(), "-m", "eval.scoring.score", "--evaluator", task.evaluator, "--model",
               "/in/model.pt2", "--data", secret, "--options", json.dumps(task.options),
-              "--score-seconds", str(program.limits.score_seconds), *extra],
+              "--score-seconds", str(program.limits.score_seconds), "--token", token, *extra],
         mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret)],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
         timeout_s=timeout_s,
@@ -92,19 +93,20 @@ def score_job(program: config.Program, split: Path, model: Mount, owner: Path, t
     )
 
 
-def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float) -> Job:
+def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, token: str) -> Job:
     """The validation scorer starts with training and waits for runs/<id>/score_in/go (see eval/scoring/score.py)."""
     wait = budget + program.task.grace_seconds + 30
     return score_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), run_dir,
-                     wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
+                     wait + program.limits.score_seconds, token, ("--go", "/in/go", "--wait-seconds", str(wait)))
 
 
-def parse_score(log: bytes) -> dict | None:
-    """The scorer's result: its last marked line, when that holds a JSON object."""
+def parse_score(log: bytes, token: str) -> dict | None:
+    """The scorer's result: its last line marked with this job's token, when that holds a JSON object."""
+    prefix = f"{MARKER}{token} "
     for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
-        if line.startswith(MARKER):
+        if line.startswith(prefix):
             try:
-                score = json.loads(line[len(MARKER):])
+                score = json.loads(line[len(prefix):])
             except ValueError:
                 return None
             return score if isinstance(score, dict) else None
@@ -211,10 +213,10 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
 
     (run_dir / "score_in").mkdir()
     sink = LogSink(run_dir / "train.log")
-    score_log = scorer_log(repo, run_id)
+    score_log, token = scorer_log(repo, run_id), secrets.token_hex(16)
     score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
+        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token), score_sink)
         signal, t_train = "cancel", time.monotonic()
         try:
             with Heartbeat(say, budget, f"[{run_id}] ") as beat:
@@ -241,7 +243,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     log_tail = sink.tail_text()
     score, scoring_seconds = None, None
     if not outcome:
-        score = parse_score(score_log.read_bytes())
+        score = parse_score(score_log.read_bytes(), token)
         if score is not None:
             score = kept_result(score)
             write_json(run_dir / SCORE, score)

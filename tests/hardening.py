@@ -71,6 +71,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_the_archive_attacks_are_live_under_torch_export_load",
         "test_a_plain_exported_archive_is_accepted_and_unchanged",
         "test_sample_inputs_of_plain_tensors_and_data_are_accepted",
+        "test_a_program_that_prints_a_score_line_is_refused",
         "test_malicious_archive_scored_in_the_sandbox_forges_nothing",
         "test_pickle_laden_archive_from_train_py_is_a_crash_and_leaks_nothing",
         "test_scorer_output_cannot_be_read_by_the_agent", "test_scorer_output_cannot_be_read_with_the_read_tool",

@@ -1780,6 +1780,39 @@ def test_a_plain_exported_archive_is_accepted_and_unchanged(exported, tmp_path):
         assert parameters == 256 * 8 + 8 * 256 + 256 + 1
 
 
+PRINTS = {"aten::_print": lambda: torch.ops.aten._print.default(FORGED_SCORE),  # a line of its own, on stdout
+          "aten::_print after a newline": lambda: torch.ops.aten._print.default("warming up\n" + FORGED_SCORE)}
+
+
+class Printer(torch.nn.Module):
+    """Prints a perfect score line from inside the graph (with an aten op), then scores honestly."""
+
+    def __init__(self, prints):
+        super().__init__()
+        self.prints = prints
+
+    def forward(self, idx):
+        self.prints()
+        return torch.nn.functional.one_hot(idx, 256).float()
+
+
+@pytest.mark.parametrize("op", sorted(PRINTS))
+def test_a_program_that_prints_a_score_line_is_refused(tmp_path, capfd, op):
+    """Found (fixed): check_ops let aten::_print through, so the graph itself could print a score line; it is refused
+    now, and the harness reads only the result line that starts with the job's secret token. (aten::warn, the other
+    op that prints, cannot run outside TorchScript.)"""
+    path = tmp_path / "model.pt2"
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(Printer(PRINTS[op]), (torch.zeros(2, 16, dtype=torch.long),),
+                                  dynamic_shapes=({0: batch},))
+    assert "aten._print" in program.graph_module.code  # the export kept it
+    torch.export.save(program, path)
+    capfd.readouterr()
+    with pytest.raises(ModelRejected, match="aten::_print"):
+        load_model(path)
+    assert MARKER not in "".join(capfd.readouterr())
+
+
 @pytest.mark.parametrize("inputs", [
     (torch.zeros(2, 16, dtype=torch.long),), (torch.rand(3, 4), torch.zeros(2, 5, dtype=torch.uint16)),
     ({"x": [torch.zeros(2, dtype=torch.bfloat16), 3, 0.5, None, True]},), (torch.zeros(2, requires_grad=True),),
@@ -1812,14 +1845,14 @@ def test_malicious_archive_scored_in_the_sandbox_forges_nothing(repo, tmp_path, 
 
     (repo / "program.md").write_text(program_text(budget=1))
     model = ARCHIVE_ATTACKS[attack][0](tmp_path, exported[1], SPLIT_THIEF)
-    log = tmp_path / "scorer.log"
+    log, token = tmp_path / "scorer.log", "a-token-the-model-cannot-know"
     sink = LogSink(log, echo=False)
     try:
         select_backend(False).run(score_job(config.load(repo / "program.md"), repo / "data" / "val.bin",
-                                            Mount(model, "/in/model.pt2"), tmp_path, 120), sink)
+                                            Mount(model, "/in/model.pt2"), tmp_path, 120, token), sink)
     finally:
         sink.close()
-    score, text = parse_score(log.read_bytes()), log.read_bytes()
+    score, text = parse_score(log.read_bytes(), token), log.read_bytes()
     assert score is not None and score["ok"] is False and "refused before loading" in score["error"], text
     assert b"0.0001" not in text and val_snippet(repo) not in text
 
@@ -1874,7 +1907,7 @@ def test_pickle_laden_archive_from_train_py_is_a_crash_and_leaks_nothing(repo):
     run_dir, scorer_log = repo / "runs" / metrics["id"], repo / "runs" / "scorer" / f"{metrics['id']}.log"
     assert json.loads((run_dir / "score.json").read_text())["ok"] is False
     assert not (run_dir / "score.log").exists()
-    assert parse_score(scorer_log.read_bytes())["ok"] is False and b"0.0001" not in scorer_log.read_bytes()
+    assert scorer_log.read_bytes().count(MARKER.encode()) == 1 and b"0.0001" not in scorer_log.read_bytes()
     snippet = val_snippet(repo)
     readable = agent_readable(repo)
     assert run_dir / "metrics.json" in readable and scorer_log not in readable

@@ -123,8 +123,8 @@ def test_no_job_of_an_experiment_mounts_the_test_split(history):
     program = config.load(history / "program.md")
     run_dir, data = history / "runs" / "r0009", history / "data"
     jobs = {"training": trial.training_job(program, run_dir, data, 2, 1),
-            "scoring": trial.validation_job(program, run_dir, data, 2),
-            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data)}
+            "scoring": trial.validation_job(program, run_dir, data, 2, "t"),
+            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data, "t")}
     splits = {name: [m.host.name for m in job.mounts if data in (m.host, *m.host.parents)]
               for name, job in jobs.items()}
     assert splits == {"training": ["train.bin"], "scoring": ["val.bin"], "confirm": ["test.bin"]}

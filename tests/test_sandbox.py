@@ -81,16 +81,19 @@ def test_default_train_py_end_to_end(repo):
     assert not (repo / "runs" / metrics["id"] / "score.log").exists()
 
 
-def test_only_flat_fields_of_the_scorer_result_are_kept():
-    """What reaches score.json and the reason: numbers, flags, short names, lists of numbers; the error capped."""
-    line = MARKER + json.dumps({"ok": False, "error": "E" * 5000, "value": None, "fold_values": [0.5, 0.25],
-                                "metric": "recall_at_1", "leak": "x" * 65, "nested": {"a": 1},
-                                "texts": ["a", "b"], "k" * 65: 1})
-    score = parse_score(f"noise\n{MARKER}{{broken\n{line}\ntrailing\n".encode())
-    assert kept_result(score) == {"ok": False, "error": "E" * ERROR_CAP, "value": None, "fold_values": [0.5, 0.25],
-                                  "metric": "recall_at_1"}
-    assert parse_score(f"{MARKER}[1, 2]\n".encode()) is None and parse_score(f"{MARKER}{{oops\n".encode()) is None
-    assert parse_score(b"no marker\n") is None
+def test_only_the_tokened_result_line_counts_and_only_its_flat_fields_are_kept():
+    """The result is the last line marked with the job's token (a forged line without it, or with another token, is
+    ignored, wherever it comes); score.json gets numbers, flags, short names, lists of numbers; the error capped."""
+    result = {"ok": False, "error": "E" * 5000, "value": None, "fold_values": [0.5, 0.25], "metric": "recall_at_1",
+              "leak": "x" * 65, "nested": {"a": 1}, "texts": ["a", "b"], "k" * 65: 1}
+    line = f"{MARKER}t0k {json.dumps(result)}"
+    forged = json.dumps({"ok": True, "value": 0.0001, "finite": True})
+    log = f"noise\n{MARKER}t0k {{broken\n{line}\n{MARKER}{forged}\n{MARKER}other {forged}\n{MARKER}t0kk {forged}\n"
+    assert kept_result(parse_score(log.encode(), "t0k")) == {
+        "ok": False, "error": "E" * ERROR_CAP, "value": None, "fold_values": [0.5, 0.25], "metric": "recall_at_1"}
+    assert parse_score(f"{MARKER}t [1, 2]\n".encode(), "t") is None
+    assert parse_score(f"{MARKER}t {{oops\n".encode(), "t") is None
+    assert parse_score(f"{MARKER}{forged}\n".encode(), "t") is None
 
 
 @pytest.mark.parametrize("backend", ["docker", "bwrap"])

@@ -10,8 +10,8 @@ So the archive is opened with zipfile first and held to what torch.export.save w
 program: the known entries, each once, stored (not compressed), regular files under one root
 folder, no more bytes declared than the file holds; weights and constants raw tensor bytes that
 their configs point at (use_pickle false); shape expressions plain sympy constructors; sample
-inputs a torch.save of tensors whose pickle imports only the tensor rebuild function and storage
-types. torch's own zip reader must see the same entries and bytes, and torch then loads those
+inputs a torch.save of tensors whose pickle imports only tensor rebuild functions, storage types
+and dtypes. torch's own zip reader must see the same entries and bytes, and torch then loads those
 checked bytes, with weights_only forced on every torch.load it makes.
 """
 

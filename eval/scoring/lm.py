@@ -26,7 +26,7 @@ VOCAB = 256
 BATCH = 32
 CAUSALITY_ATOL = 1e-3
 OP_NAMESPACES = ("aten", "prims")
-IO_OPS = ("from_file", "save", "load")  # aten ops that touch files by name
+IO_OPS = ("from_file", "save", "load", "_print")  # aten ops that touch files by name, or print
 
 
 WINDOW_DEFAULTS = {"seq_len": 256, "eval_bytes": 1 << 16}  # program.md task.options may set either
@@ -70,7 +70,7 @@ def check_ops(program) -> None:
             namespace = name.partition("::")[0]
             if namespace not in OP_NAMESPACES or any(op in name for op in IO_OPS) or paths:
                 raise ModelRejected(f"the exported model calls {name}{' on ' + paths[0] if paths else ''}: "
-                                    "only tensor operations are allowed, nothing that reads files")
+                                    "only tensor operations are allowed, nothing that reads files or prints")
 
 
 def scored_windows(path: Path, seq_len: int, n_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
