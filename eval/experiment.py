@@ -2,8 +2,8 @@
 
 `./run.sh` (commands/experiment.py) runs the candidate's first trial; when the noise rule
 finds it promising (or when it is the baseline), it runs more trials with seeds the harness
-chooses. Then the verdict is applied,
-in steps that are each idempotent and recorded in runs/<id>/verdict.json:
+chooses. Then the verdict is applied, in steps that are each idempotent and recorded in
+runs/<id>/verdict.json:
   1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
   2. git: keep commits train.py, anything else stores it under a ref and restores the best;
   3. append the ledger row (a no-op if the id is there);  4. redraw progress.png;
