@@ -1846,7 +1846,7 @@ def test_malicious_archive_scored_in_the_sandbox_forges_nothing(repo, tmp_path, 
     (repo / "program.md").write_text(program_text(budget=1))
     model = ARCHIVE_ATTACKS[attack][0](tmp_path, exported[1], SPLIT_THIEF)
     log, token = tmp_path / "scorer.log", "a-token-the-model-cannot-know"
-    sink = LogSink(log, echo=False)
+    sink = LogSink(log)
     try:
         select_backend(False).run(score_job(config.load(repo / "program.md"), repo / "data" / "val.bin",
                                             Mount(model, "/in/model.pt2"), tmp_path, 120, token), sink)
