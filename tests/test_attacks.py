@@ -480,7 +480,7 @@ def test_subagent_context_does_not_change_the_decision(hook_repo):  # noqa: F811
 # ====================================================================== train.py at run time (Docker)
 
 
-def program_text(budget=1, grace=20, output_mb=64, memory_gb=2, seeds=1, score_seconds=120) -> str:
+def program_text(budget=1, grace=60, output_mb=64, memory_gb=2, seeds=1, score_seconds=120) -> str:
     text = TEST_FRONT_MATTER.format(metric="val_bpb", direction="minimize", evaluator="eval.scoring.bpb:score",
                                     budget=budget, grace=grace, memory_gb=memory_gb, output_mb=output_mb, seeds=seeds)
     return text.replace("score_seconds: 120", f"score_seconds: {score_seconds}")
