@@ -3,6 +3,7 @@
 #   ./run.sh [-m "hypothesis"] [--budget S]   one experiment on train.py (what the agent calls)
 #   ./run.sh prepare [--corpus DIR]           build and freeze the data (idempotent)
 #   ./run.sh status                           the latest runs and the best result
+#   ./run.sh report                           the morning summary; rewrites runs/report.html
 #   ./run.sh demo                             the showcase session replayed with real, short training
 #   ./run.sh replay FILE [--runs real|recorded]   replay a recorded session, report divergences
 #   ./run.sh loop [--hours H] [--experiments N] [--max-usd X] [--model M]   the headless loop
@@ -14,6 +15,10 @@
 # unless AUTORESEARCH_TORCH names another spec, or a torch is already in .venv).
 set -euo pipefail
 cd "$(dirname "$0")"
+# The agent's Bash tool, and so its ./run.sh, inherits Claude Code's API credentials: only `loop`, which
+# starts Claude Code, keeps them (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB would strip them from Bash itself, but in
+# the pinned CLI it also sandboxes Bash away from Docker, user namespaces and .git/config, so no run could work).
+[ "${1:-}" = loop ] || unset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTHROPIC_CUSTOM_HEADERS CLAUDE_CODE_OAUTH_TOKEN
 
 VENV=.venv
 PYTHON=${AUTORESEARCH_PYTHON:-python3}
@@ -41,6 +46,7 @@ PY="$VENV/bin/python"
 case "${1:-}" in
     prepare) shift; exec "$PY" -m commands.prepare "$@" ;;
     status)  shift; exec "$PY" -m commands.status "$@" ;;
+    report)  shift; exec "$PY" -m commands.report "$@" ;;
     test)    shift; exec "$PY" -m pytest "$@" ;;
     demo)    shift; exec "$PY" -m replay.demo "$@" ;;
     replay)  shift; exec "$PY" -m replay.replay "$@" ;;

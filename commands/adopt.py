@@ -7,10 +7,10 @@ torch.export for a scorer that alone sees the held-out rows. What adopt does, in
 (nothing is written until every check has passed; the script at PATH is never written):
 
   1. checks: the script parses and uses torch; the metric is one the table evaluator knows
-     (eval/tabular.py) in its own direction; the table is a numeric CSV; the repository is a
+     (eval/scoring/tabular.py) in its own direction; the table is a numeric CSV; the repository is a
      harness clone with no experiments yet and no uncommitted train.py or program.md.
   2. data: splits the table 70/15/15 by row hash and freezes it under data/ with a manifest
-     (eval/prepare.py's freeze: frozen data is never replaced silently).
+     (eval/data.py's freeze: frozen data is never replaced silently).
   3. train.py: the script with a shim in front (seeds, the budget, the export) and a few
      marked edits: its data file's name -> AUTORESEARCH_DATA, its constant seeds ->
      AUTORESEARCH_SEED, a budget stop at the top of each epoch loop. What it could not edit
@@ -18,7 +18,7 @@ torch.export for a scorer that alone sees the held-out rows. What adopt does, in
   4. program.md: the front matter for the task (metric, direction, evaluator, options),
      keeping the sandbox, verdict and budget settings already there; train.py and program.md
      are committed by the harness.
-  5. the baseline: one experiment (eval/research.py). If it fails, adopt reads the outcome
+  5. the baseline: one experiment (eval/experiment.py). If it fails, adopt reads the outcome
      and the log and says what the script still needs (exit 3); train.py stays committed for
      the fix.
 """
@@ -46,7 +46,7 @@ BUDGET_STOP = "if autoresearch_time_left() <= 0:  # autoresearch: stop at the bu
 SEED_CALLS = {"seed", "manual_seed", "manual_seed_all"}  # random.seed, np.random.seed, torch.manual_seed, ...
 SHIM_END = "# --- end of the shim: the original script follows (adopt's edits: see the adoption commit) ---\n"
 SHIM = '''\
-# --- autoresearch adoption shim, written by `./run.sh adopt` (eval/adopt.py) ---
+# --- autoresearch adoption shim, written by `./run.sh adopt` (commands/adopt.py) ---
 # The harness runs this file with no arguments, in a sandbox, and gives it the seed, the time
 # budget, the training split and the only writable dir as AUTORESEARCH_* variables, and SIGURG
 # at the budget (its clock starts before this file runs). The shim seeds the usual generators,
@@ -342,8 +342,7 @@ def commit(repo: Path, message: str) -> str:
 
 def diagnose(metrics: dict) -> str:
     """What the failed baseline says the script still needs, from its outcome and log."""
-    train_log = metrics.get("log_tail", "").split("\n--- scorer ---\n")[0]
-    text = f"{metrics.get('reason', '')}\n{train_log}"
+    text = f"{metrics.get('reason', '')}\n{metrics.get('log_tail', '')}"
     return next(fix for outcome, clue, fix in DIAGNOSES if outcome == metrics["outcome"] and re.search(clue, text))
 
 

@@ -14,29 +14,30 @@ It prints val vs test for both, the direction-aware deltas (positive = better) a
 the improvement holds on test beyond the seed noise (the verdict rule's threshold). Exit 0
 when it holds (or nothing was kept after the baseline), 1 when it does not, 2 when it cannot
 run. Each confirm is logged in runs/confirm/: reading the test split often turns it into a
-second validation split, and the log shows how often it was read.
+second validation split, and the log shows how often it was read. The morning report with
+the result is runs/confirm/report.html, sealed from the agent like the rest of that folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, verdict
+from eval import config, experiment, verdict
 from eval.data import DataError, load_manifest, verify
-from eval.record import ledger
-from eval.record.runs import seed_dirs
+from eval.record import ledger, page
+from eval.record.logsink import LogSink
+from eval.record.runs import CONFIRM, seed_dirs
 from eval.trial import parse_score, score_job
 from sandbox.job import Job, Mount
-from sandbox.logsink import LogSink
 
 TEST = "test.bin"
-CONFIRM_DIR = Path("runs") / "confirm"
 START_S = 60  # the scorer's start-up (torch import) before score_seconds applies
 
 
@@ -52,10 +53,10 @@ class Scored:
     test: list[float]
 
 
-def test_job(program: config.Program, model: Path, data_dir: Path) -> Job:
+def test_job(program: config.Program, model: Path, data_dir: Path, token: str) -> Job:
     """The scoring sandbox of eval/trial.py, with the test split instead of val."""
     return score_job(program, data_dir / TEST, Mount(model, "/in/model.pt2"), model.parent,
-                     START_S + program.limits.score_seconds)
+                     START_S + program.limits.score_seconds, token)
 
 
 def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, Path]]:
@@ -87,14 +88,14 @@ def score_run(repo: Path, run_id: str, models: list[tuple[dict, Path]], program:
               say) -> Scored:
     seeds, val, test = [], [], []
     for m, model in models:
-        log = repo / CONFIRM_DIR / f"{run_id}-seed{m['seed']}.log"
+        log = repo / CONFIRM / f"{run_id}-seed{m['seed']}.log"
         say(f"[confirm] scoring {model.relative_to(repo)} on the test split ({backend.name} sandbox)")
-        sink = LogSink(log, echo=False)
+        sink, token = LogSink(log), secrets.token_hex(16)
         try:
-            result = backend.run(test_job(program, model, repo / "data"), sink)
+            result = backend.run(test_job(program, model, repo / "data", token), sink)
         finally:
             sink.close()
-        score = parse_score(log.read_bytes())
+        score = parse_score(log.read_bytes(), token)
         if not score or not score.get("ok") or not score.get("finite"):
             why = (score or {}).get("error") or f"no result (exit status {result.exit_code})"
             raise ConfirmError(f"{model.relative_to(repo)}: scoring on the test split failed: {why} "
@@ -152,17 +153,19 @@ def confirm(repo: Path, unsafe: bool = False, say=print) -> int:
         del chosen["best"]
     models = {label: models_of(repo, run_id, manifest["hash"]) for label, run_id in chosen.items()}  # all, first
     backend = select_backend(unsafe)
-    (repo / CONFIRM_DIR).mkdir(parents=True, exist_ok=True)
+    (repo / CONFIRM).mkdir(parents=True, exist_ok=True)
     runs = [(label, score_run(repo, chosen[label], models[label], program, backend, say)) for label in chosen]
     j = judge(program.task.direction, program.verdict, runs[0][1], runs[1][1]) if len(runs) == 2 else None
     record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "metric": program.task.metric,
               "direction": program.task.direction, "manifest": manifest["hash"],
               "runs": {label: vars(r) for label, r in runs}, "judgement": j}
-    with open(repo / CONFIRM_DIR / "log.jsonl", "a") as f:
+    with open(repo / CONFIRM / "log.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-    reads = len((repo / CONFIRM_DIR / "log.jsonl").read_text().splitlines())
+    reads = len((repo / CONFIRM / "log.jsonl").read_text().splitlines())
     say(table(program, runs, j))
     say(f"(the test split has now been read by {reads} confirm(s); each read makes it a little less held-out)")
+    experiment.write_report(repo, program)
+    say(f"the report with this result: {(repo / page.SEALED).resolve()} (sealed from the agent, like runs/confirm/)")
     return 0 if j is None or j["holds"] else 1
 
 

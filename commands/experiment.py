@@ -1,6 +1,9 @@
 """`./run.sh [-m "hypothesis"]`: one experiment on train.py, judged, then the verdict printed.
 
-This is the form the agent calls. A replay (`./run.sh replay`) starts it with
+This is the form the agent calls. What it prints stays short whatever train.py prints (a few KB,
+far below Claude Code's cut of a tool's output): the harness's progress lines, each trial's
+summary (a failed one with the last lines of its log, neutralised and quoted), the verdict last.
+train.py's output itself is in runs/<id>/train.log. A replay (`./run.sh replay`) starts it with
 AUTORESEARCH_RECORDED_RUNS set, so that each trial serves its recorded measurement
 instead of training (replay/recorded.py explains why the agent cannot set it).
 """
@@ -30,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     measure = recorded.measure(Path(recording)) if recording else None
     try:
         d = experiment.run_experiment(Path.cwd(), args.message, args.budget, args.unsafe_no_sandbox, measure=measure)
-    except (config.ConfigError, DataError, SandboxUnavailable, experiment.Busy, history.NotAResearchRepo) as e:
+    except (config.ConfigError, DataError, SandboxUnavailable, experiment.Busy, experiment.BadHypothesis,
+            history.NotAResearchRepo) as e:
         print(f"run.sh: {e}", file=sys.stderr)
         return 2
     print(experiment.verdict_text(d))

@@ -2,12 +2,12 @@
 
 `./run.sh` (commands/experiment.py) runs the candidate's first trial; when the noise rule
 finds it promising (or when it is the baseline), it runs more trials with seeds the harness
-chooses. Then the verdict is applied,
-in steps that are each idempotent and recorded in runs/<id>/verdict.json:
+chooses. Then the verdict is applied, in steps that are each idempotent and recorded in
+runs/<id>/verdict.json:
   1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
   2. git: keep commits train.py, anything else stores it under a ref and restores the best;
   3. append the ledger row (a no-op if the id is there);  4. redraw progress.png;
-  5. mark the verdict applied.
+  5. rewrite the morning report, runs/report.html;  6. mark the verdict applied.
 A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) completes.
 """
 
@@ -15,13 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, verdict
-from eval.record import history, ledger, plot
-from eval.record.runs import RUNS, VERDICT, experiment_ids, new_run_dir, read_json, seed_dirs, trial_dir, write_json
-from eval.record.text import value
+from eval import config, rules, verdict
+from eval.record import history, ledger, morning, page, plot
+from eval.record.runs import (
+    RUNNING,
+    RUNS,
+    VERDICT,
+    experiment_ids,
+    new_run_dir,
+    read_json,
+    seed_dirs,
+    trial_dir,
+    write_json,
+)
+from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
 
 LOCK = ".lock"
@@ -29,6 +42,10 @@ LOCK = ".lock"
 
 class Busy(RuntimeError):
     """Another experiment holds the repository."""
+
+
+class BadHypothesis(ValueError):
+    """The hypothesis cannot go into commit messages and the ledger; the message names the fix."""
 
 
 @contextmanager
@@ -128,9 +145,26 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
+    write_report(repo, program)
     d["applied"] = True
     write_json(path, d)
     return d
+
+
+def morning_report(repo: Path, program: config.Program) -> morning.Morning:
+    """What the morning report says now: the page's and ./run.sh report's content."""
+    rows, task, b = ledger.read(repo), program.task, program.budget
+    used = rules.hours_since_start(rows, datetime.now(UTC))
+    return morning.gather(repo, rows, task.metric, task.direction, morning.Budget(used, b.hours, b.experiments))
+
+
+def write_report(repo: Path, program: config.Program) -> None:
+    """runs/report.html (and its sealed copy once confirm has run); a bug in the report shows on the page
+    instead of stranding the verdict, which every later ./run.sh would then fail to complete."""
+    try:
+        page.write(repo, morning_report(repo, program))
+    except Exception as e:
+        page.write_failure(repo, f"{type(e).__name__}: {e}")
 
 
 def pending(repo: Path) -> list[str]:
@@ -162,6 +196,9 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
     program = config.load(repo / "program.md")
     task, rule = program.task, program.verdict
     budget = task.budget_seconds if budget is None else budget
+    why = refusal(hypothesis, "the hypothesis (-m)", allowed="\t\n")  # the guard refuses it too; humans call this
+    if why:
+        raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo)
     with exclusive(repo):
@@ -169,6 +206,7 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
+        announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
         try:
             first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
                             unsafe)
@@ -183,11 +221,20 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
             say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
             trial = trial_dir(run_dir, k)
             trial[1].mkdir()
+            announce(repo, trial[0], k, len(seeds), budget)
             m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
             say(summary(m))
             if m["outcome"] != "ok":
                 break
+        (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
+
+
+def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
+    """runs/running.json: which trial runs now and since when, for the status line (of: None while unknown).
+    A run that dies leaves it behind; the status line ignores it once the process that wrote it is gone."""
+    write_json(repo / RUNNING, {"id": trial_id, "seed": seed, "of": of, "started": time.time(),
+                                "budget_seconds": budget, "pid": os.getpid()})
 
 
 def verdict_text(d: dict) -> str:
@@ -206,7 +253,7 @@ def verdict_text(d: dict) -> str:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
     if d["log_tail"]:
-        lines.append("log tail:\n" + "\n".join(d["log_tail"].splitlines()[-12:]))
+        lines.append("log tail:\n" + quoted(d["log_tail"]))
     lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "
                  f"the next ./run.sh is refused until scratchpad.md mentions {d['id']}.")
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 An experiment (eval/experiment.py) is one or more trials of the same train.py with seeds the
 harness chooses. Only the harness writes runs/<id>/metrics.json: what train.py prints or
-leaves in its output dir is kept for reading, never for the score.
+leaves in its output dir is kept for reading, never for the score. The scorer's own output
+(it read the validation split) goes to runs/scorer/, which the guard seals; the run dir gets
+only what the harness makes of it: score.json, flat fields of the parsed result, the error capped.
 """
 
 from __future__ import annotations
@@ -22,20 +24,28 @@ from eval import config
 from eval.clock import START_CAP_S, Clock
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
-from eval.record.runs import RUNS, atomic_write, new_run_dir, trial_path
+from eval.record.logsink import LogSink
+from eval.record.runs import RUNS, SCORE, atomic_write, new_run_dir, scorer_log, trial_path, write_json
+from eval.record.text import quoted
 from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
-from sandbox.job import Job, Mount, Result, SandboxFailed
-from sandbox.logsink import LogSink
+from sandbox.heartbeat import Heartbeat
+from sandbox.job import Control, Job, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
 REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
                  "final_loss": float}
 SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/bin:/bin"}
+# train.py's own logs stay in /out (kept as runs/<id>/out/): W&B writes offline there instead of trying the
+# network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
+OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
 LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is imported (eval/clock.py)
+ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
+KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
+KEPT_LIST = 1000  # the longest list of numbers kept (per-fold values)
 
 
 class Measure(Protocol):
@@ -52,7 +62,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         argv=[python_executable(), "/harness/launch.py", "/code/train.py"],
         mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin"),
                 Mount(LAUNCHER, "/harness/launch.py")],
-        env={**SANDBOX_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
+        env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
         timeout_s=START_CAP_S + budget + task.grace_seconds,
@@ -64,18 +74,19 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
     )
 
 
-def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float,
+def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
               extra: tuple[str, ...] = ()) -> Job:
     """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
 
-    Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out.
+    Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out. The
+    result line starts with `token` (parse_score), a secret of the harness the model cannot print.
     """
     task = program.task
     secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
     return Job(
         argv=[python_executable(), "-m", "eval.scoring.score", "--evaluator", task.evaluator, "--model",
               "/in/model.pt2", "--data", secret, "--options", json.dumps(task.options),
-              "--score-seconds", str(program.limits.score_seconds), *extra],
+              "--score-seconds", str(program.limits.score_seconds), "--token", token, *extra],
         mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret)],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
         timeout_s=timeout_s,
@@ -86,18 +97,42 @@ def score_job(program: config.Program, split: Path, model: Mount, owner: Path, t
     )
 
 
-def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float) -> Job:
+def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, token: str) -> Job:
     """The validation scorer starts with training and waits for runs/<id>/score_in/go (see eval/scoring/score.py)."""
     wait = START_CAP_S + budget + program.task.grace_seconds + 30
     return score_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), run_dir,
-                     wait + program.limits.score_seconds, ("--go", "/in/go", "--wait-seconds", str(wait)))
+                     wait + program.limits.score_seconds, token, ("--go", "/in/go", "--wait-seconds", str(wait)))
 
 
-def parse_score(log: bytes) -> dict | None:
+def parse_score(log: bytes, token: str) -> dict | None:
+    """The scorer's result: its last line marked with this job's token, when that holds a JSON object."""
+    prefix = f"{MARKER}{token} "
     for line in reversed(log.decode("utf-8", errors="replace").splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+        if line.startswith(prefix):
+            try:
+                score = json.loads(line[len(prefix):])
+            except ValueError:
+                return None
+            return score if isinstance(score, dict) else None
     return None
+
+
+def kept_result(score: dict) -> dict:
+    """What of the scorer's result may reach the agent: numbers, flags, short names, lists of numbers, the error capped.
+
+    Only eval/scoring/score.py prints the marked line; this bounds what the run dir (the agent's
+    to read) could carry even if something else ever printed one.
+    """
+    def flat(v) -> bool:
+        return v is None or isinstance(v, (bool, int, float)) or isinstance(v, str) and len(v) <= KEPT_NAME
+
+    def numbers(v) -> bool:
+        return isinstance(v, list) and len(v) <= KEPT_LIST and all(isinstance(x, (int, float)) for x in v)
+
+    kept = {k: v for k, v in score.items() if len(k) <= KEPT_NAME and (flat(v) or numbers(v))}
+    if isinstance(score.get("error"), str):
+        kept["error"] = score["error"][:ERROR_CAP]
+    return kept
 
 
 def read_reported(out_dir: Path) -> dict:
@@ -167,6 +202,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     """Train `source` once in the sandbox with this seed, score it, and write the trial's metrics.json.
 
     Left out: program.md as it is now, the next experiment dir, the task's train.py, budget and seed.
+    echo: where the harness's progress lines go (print). train.py's output goes to train.log only.
     """
     t0 = time.monotonic()
     program = program or config.load(repo / "program.md")
@@ -180,20 +216,28 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
     say = echo or (lambda s: print(s, flush=True))
-    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed})")
+    say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed}); "
+        f"its output goes to {trial_path(run_id)}/train.log")
 
     (run_dir / "score_in").mkdir()
-    sink = LogSink(run_dir / "train.log", echo=None if echo is None else False)
-    score_sink = LogSink(run_dir / "score.log", echo=False)
+    sink = LogSink(run_dir / "train.log")
+    score_log, token = scorer_log(repo, run_id), secrets.token_hex(16)
+    score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget), score_sink)
+        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token), score_sink)
         signal, t_train, clock = "cancel", time.monotonic(), Clock(budget, task.grace_seconds)
         try:
-            try:
-                train = backend.run(training_job(program, run_dir, data_dir, budget, seed), clock.watch(sink),
-                                    clock.started)
-            finally:
-                clock.finish()
+            with Heartbeat(say, budget, f"[{run_id}] ") as beat:
+
+                def started(control: Control) -> None:  # the heartbeat reads the job's meter, the clock drives it
+                    beat.started(control.meter)
+                    clock.started(control)
+
+                try:
+                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed),
+                                        beat.sink(clock.watch(sink)), started)
+                finally:
+                    clock.finish()
             outcome, reason = training_outcome(train, program, budget, clock)
             signal = "cancel" if outcome else "go"
             if signal == "go":
@@ -215,11 +259,12 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     log_tail = sink.tail_text()
     score, scoring_seconds = None, None
     if not outcome:
-        score = parse_score((run_dir / "score.log").read_bytes())
+        score = parse_score(score_log.read_bytes(), token)
+        if score is not None:
+            score = kept_result(score)
+            write_json(run_dir / SCORE, score)
         scoring_seconds = score.get("seconds") if score else scored.seconds
         outcome, reason = score_outcome(scored, score, task.direction)
-        if outcome != "ok":
-            log_tail = (log_tail + "\n--- scorer ---\n" + score_sink.tail_text())[-4096:]
     ok = outcome == "ok"
     metrics = metrics_file.record(
         run_id, task, hypothesis, seed, budget, train_sha, manifest["hash"], backend.name,
@@ -272,5 +317,5 @@ def summary(m: dict) -> str:
         "-" * 60,
     ]
     if m["outcome"] != "ok":
-        lines.insert(-1, "log tail:\n" + "\n".join(m["log_tail"].splitlines()[-15:]))
+        lines.insert(-1, "log tail:\n" + quoted(m["log_tail"]))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`python -m hooks EVENT`: the one entry point hooks/launch runs for every Claude Code hook."""
+"""`python -m hooks EVENT`: the one entry point hooks/launch runs for every Claude Code hook and the status line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ EVENTS = {
     "stop": "hooks.stop",
     "session_start": "hooks.session_start",
     "session_end": "hooks.session_end",
+    "status_line": "hooks.status_line",
 }
 
 

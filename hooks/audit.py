@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-LOG = Path("runs") / "audit.jsonl"
+from eval.record.runs import AUDIT as LOG
+
 SUMMARY_KEYS = ("command", "file_path", "url", "query", "prompt")
 MAX_SUMMARY = 300
 

@@ -1,14 +1,17 @@
-"""PostToolUse on Bash: after an experiment run, make sure its verdict is applied and tell the agent.
+"""PostToolUse (and PostToolUseFailure) on Bash: after an experiment run, apply its verdict and tell the agent.
 
 ./run.sh applies the verdict itself; this hook completes it when the run was cut short (a
-timeout, a killed process) and hands the verdict text to the model as additionalContext.
-Other Bash calls get an empty answer.
+timeout, a killed process) and hands the verdict text to the model as additionalContext. A
+run that fails (exit 3: crash, timeout) or is killed reaches Claude Code's PostToolUseFailure
+event instead of PostToolUse; both come here. Which experiment the call ran is read from the
+harness's own records (eval/record/calls.py: noted by the PreToolUse hook when it allowed
+the call), and its verdict from runs/<id>/verdict.json: never from the tool's output, which
+train.py's prints fill and Claude Code cuts to a preview. Other Bash calls get an empty answer.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -17,10 +20,13 @@ from hooks.guard.paths import Refused
 from hooks.guard.policy import run_form
 
 REPO = Path(__file__).resolve().parent.parent
-VERDICT_LINE = re.compile(r"^\[(r\d{4,})\] VERDICT:", re.MULTILINE)
+EVENTS = ("PostToolUse", "PostToolUseFailure")
+NO_RUN = ("No verdict: this ./run.sh call started no experiment (its output says why: another run, "
+          "program.md, the data or the sandbox). Nothing was judged; fix the cause and run it again.")
 
 
 def is_experiment(command: object) -> bool:
+    """Whether a Bash command is one of the experiment forms, alone (replay asks too)."""
     try:
         line = shell.parse(command) if isinstance(command, str) else None
         return bool(line and line.alone and line.commands[0].words[0].text == "./run.sh"
@@ -29,31 +35,31 @@ def is_experiment(command: object) -> bool:
         return False
 
 
-def report(repo: Path, response: dict) -> str:
+def report(repo: Path, call_id: object) -> str:
     from eval import experiment
+    from eval.record import calls
 
-    said = VERDICT_LINE.findall(str(response.get("stdout", "")))
-    waiting = experiment.pending(repo)
-    run_id = said[-1] if said else (waiting[-1] if waiting else None)
-    if run_id is None:
-        stderr = str(response.get("stderr", ""))[-1500:]
-        return f"No verdict: ./run.sh did not complete an experiment.\n{stderr}".strip()
     try:
         with experiment.exclusive(repo):
             experiment.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
-            return experiment.verdict_text(experiment.apply_verdict(repo, run_id))
+            run_id = calls.claim(repo, call_id)
+            return NO_RUN if run_id is None else experiment.verdict_text(experiment.apply_verdict(repo, run_id))
     except experiment.Busy as e:
         return f"{e}. Its verdict will be applied when it ends; do not start another run."
+    except calls.NoRecord as e:
+        return f"No verdict reported: {e}."
 
 
 def main() -> int:
+    name = EVENTS[0]
     try:
         event = json.loads(sys.stdin.read())
+        name = event["hook_event_name"] if event.get("hook_event_name") in EVENTS else name
         if event.get("tool_name") != "Bash" or not is_experiment((event.get("tool_input") or {}).get("command")):
             print("{}")
             return 0
-        text = report(REPO, event.get("tool_response") or {})
+        text = report(REPO, event.get("tool_use_id"))
     except Exception as e:  # the agent must hear about it: the loop goes on, the human reads the log
         text = f"The harness could not apply the verdict ({type(e).__name__}: {e}). Run ./run.sh status."
-    print(json.dumps({"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": text}}))
+    print(json.dumps({"hookSpecificOutput": {"hookEventName": name, "additionalContext": text}}))
     return 0

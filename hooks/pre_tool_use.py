@@ -1,7 +1,9 @@
 """PreToolUse: decide one tool call, log the decision, answer Claude Code.
 
 Every path out of here answers: an exception, unparseable input or an audit log that
-cannot be written all become a deny with a reason, never a silent pass.
+cannot be written all become a deny with a reason, never a silent pass. An allowed
+experiment run is noted first (eval/record/calls.py), so that the PostToolUse hook tells
+the agent the verdict of that run and no other; a run that cannot be noted is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def respond(raw: str, repo: Path) -> dict:
         program = load_program(repo)
         phase = None if isinstance(program, Exception) else program.current_phase.name
         decision = policy.decide(event["tool_name"], event["tool_input"], repo, program, event.get("cwd"))
+        if decision.experiment:
+            from eval.record import calls
+
+            calls.begin(repo, event.get("tool_use_id"))
     except Exception as e:
         decision = policy.deny(
             f"the guard could not decide ({type(e).__name__}: {e}), so the call is refused"

@@ -3,7 +3,9 @@
 It runs at startup, on resume, after /clear and after a context compaction, which is
 when the agent has forgotten what it was doing: the phase and its instructions, the
 metric, the best result, the latest experiments and the open ideas come back here.
-It never fails: on an error the context says what went wrong.
+It never fails: on an error the context says what went wrong. It also checks that the
+guard is live (hooks/canary.py); when it is not, the context and a message to the human say
+so first, and that no research may happen in this session.
 """
 
 from __future__ import annotations
@@ -69,20 +71,38 @@ def context(repo: Path, source: str) -> str:
     return "\n".join(lines)
 
 
+def guard_trouble(repo: Path, event: object) -> str | None:
+    """The warning that opens the context when the guard is not live, else None."""
+    from hooks import canary
+
+    try:
+        found = canary.problems(repo, event.get("session_id") if isinstance(event, dict) else None)
+    except Exception as e:
+        found = [f"the check itself failed ({type(e).__name__}: {e})"]
+    if not found:
+        return None
+    return ("THE GUARD IS NOT LIVE, so this session must not do research: " + "; ".join(found) + ". Do not edit "
+            "files or run experiments: end your turn and tell the human what is wrong.")
+
+
 def respond(raw: str, repo: Path) -> dict:
+    event: object = {}
     try:
         event = json.loads(raw or "{}")
         text = context(repo, event.get("source", "startup") if isinstance(event, dict) else "startup")
     except Exception as e:
         text = f"autoresearch: the SessionStart hook could not read the research state ({type(e).__name__}: {e}).\n"
         text += f"Read scratchpad.md and run ./run.sh status to see where the research stands. {CONTINUE}"
+    trouble = guard_trouble(repo, event)
     try:
         from hooks import start_state
 
         start_state.save(repo, json.loads(raw or "{}"))  # for replays of this session
     except Exception as e:  # the session goes on; only its replay loses its starting point
         print(f"session_start: the start state was not saved: {type(e).__name__}: {e}", file=sys.stderr)
-    return {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    answer: dict = {"hookSpecificOutput": {"hookEventName": "SessionStart",
+                                           "additionalContext": f"{trouble}\n\n{text}" if trouble else text}}
+    return answer | ({"systemMessage": f"autoresearch: {trouble}"} if trouble else {})
 
 
 def main() -> int:

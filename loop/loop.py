@@ -3,12 +3,13 @@
 Karpathy kept a watcher that typed "keep going" into idle terminals; this is that watcher.
 It drives the real Claude Code CLI with the project's own rules (the settings file passed
 explicitly, so the allow rules apply headless, plus the command hooks it wires, in
-`dontAsk` mode) and Claude Code's system prompt with program.md's body appended. When the
+`dontAsk` mode) and Claude Code's system prompt with program.md's body appended. It first
+watches that CLI refuse a forbidden call (loop/canary.py) and starts no research otherwise. When the
 model ends its turn while budget remains, it gets the Stop hook's reason as its next prompt;
 when the CLI dies, the same session is resumed after a backoff (a few failures in a row end
 the loop). It stops cleanly on a STOP file, on a cap (hours, experiments of this run, USD),
 when program.md's own budget is spent, or on SIGINT/SIGTERM: then the agent is interrupted,
-an interrupted experiment is completed by eval/research.py's recovery (train.py back at the
+an interrupted experiment is completed by eval/experiment.py's recovery (train.py back at the
 best, ledger consistent), and every session's transcript is in sessions/, crash or not.
 """
 
@@ -24,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,7 +43,9 @@ from claude_agent_sdk import (
 
 from eval import config
 from eval.record import ledger
+from eval.record.runs import LOOP, write_json
 from hooks import session_end, stop
+from loop import canary
 
 LOCK = Path("runs") / ".loop.lock"  # not runs/.lock: that one is held by each experiment
 SETTINGS = Path(".claude") / "settings.json"
@@ -84,6 +87,7 @@ class State:
     """What the loop knows while it runs; the status line and the summary read it."""
 
     started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     rows_at_start: list[dict] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     cost_done: float = 0.0  # USD of CLI processes that have ended
@@ -203,6 +207,13 @@ def status_line(state: State, caps: Caps, metric: str, direction: str) -> str:
             f"left {left_text} | cost ${state.cost:.4f} | session {(state.session_id or '-')[:8]}")
 
 
+def record(repo: Path, state: State, caps: Caps) -> None:
+    """runs/loop.json: this loop's clock, caps and API cost, for the morning report (runs/report.html)."""
+    write_json(repo / LOOP, {"started": state.started_at, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+                             "hours": round(state.hours, 3), "cost_usd": round(state.cost, 4), "caps": asdict(caps),
+                             "experiments": len(state.new_rows), "stop": state.stop})
+
+
 def summary(state: State, metric: str, direction: str, saved: dict[Path, str]) -> str:
     counts = {s: sum(r["status"] == s for r in state.new_rows) for s in ledger.STATUSES}
     before, after = ledger.best(state.rows_at_start, direction), ledger.best(state.rows, direction)
@@ -256,7 +267,7 @@ def only_loop(repo: Path) -> Iterator[None]:
 
 def finish_experiment(repo: Path, say: Callable[[str], None]) -> None:
     """Complete what an interrupted ./run.sh left (its verdict, a torn ledger line, containers),
-    once it has let go of runs/.lock; eval/research.py's own recovery does the work."""
+    once it has let go of runs/.lock; eval/experiment.py's own recovery does the work."""
     from eval import experiment
 
     deadline = time.monotonic() + EXPERIMENT_LOCK_WAIT_S
@@ -290,6 +301,7 @@ class Loop:
 
     def show(self) -> None:
         self.say(status_line(self.state, self.caps, self.metric, self.direction))
+        record(self.repo, self.state, self.caps)
 
     def request_stop(self, reason: str) -> None:
         """Stop now (a signal): interrupt the agent, even mid-experiment; recovery completes the run."""
@@ -422,6 +434,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def main_async(repo: Path, args: argparse.Namespace) -> int:
     loop = Loop(repo, Caps(args.hours, args.experiments, args.max_usd), args.model)
+    loop.say("checking that the guard is live (a forbidden call through the CLI, as the loop runs it)...")
+    if trouble := await canary.check(repo, options(repo, args.model, None, loop.caps, loop.state)):
+        print(f"loop: the guard is not live, so no research was started: {trouble}", file=sys.stderr)
+        return 2
+    loop.say("the guard is live: it refused the call in the session and in a subagent")
     aio = asyncio.get_running_loop()
     signals: list[str] = []
 
@@ -443,6 +460,7 @@ async def main_async(repo: Path, args: argparse.Namespace) -> int:
         saved = loop.keep_transcripts()
         await asyncio.to_thread(finish_experiment, repo, loop.say)
         loop.state.rows = ledger.read(repo)
+        record(repo, loop.state, loop.caps)
         loop.say(summary(loop.state, loop.metric, loop.direction, {p: loop.transcripts[p] for p in saved}))
     return 1 if loop.state.failures > len(BACKOFF_S) else 0  # a clean stop is 0; giving up on the CLI is not
 

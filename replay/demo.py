@@ -1,7 +1,7 @@
 """`./run.sh demo`: the whole research loop in a few minutes, with no API key and no model.
 
 The showcase session (tests/sessions/showcase.jsonl: a baseline, a kept learning-rate fix, a
-discarded step too far, the scratchpad kept up to date) is replayed by hooks/replay.py with
+discarded step too far, the scratchpad kept up to date) is replayed by replay/replay.py with
 real, short training: the real Claude Code CLI runs the recorded model turns under today's
 guard, the sandbox trains each train.py for a few seconds, the harness scores and judges it,
 commits or discards it. Then the steps, the verdicts, the status table and the plot are shown.
@@ -23,10 +23,11 @@ SHOWCASE = replay.REPO / "tests" / "sessions" / "showcase.jsonl"
 
 def steps(today: transcript.Transcript) -> list[str]:
     """One line per tool call and what the harness decided, with each verdict under its run."""
-    lines = []
+    lines, runs = [], today.runs
     for n, call in enumerate(today.calls.values(), start=1):
         lines.append(f"{n:3}. {replay.describe(call).split(' ', 1)[1]:<70} {call.decision}")
-        lines += [f"       {line}" for line in call.output.splitlines() if transcript.VERDICT.match(line)]
+        if call in runs:
+            lines += [f"       {line}" for line in call.output.splitlines() if transcript.VERDICT.match(line)]
     return lines
 
 

@@ -5,12 +5,12 @@ loopback MessagesServer to the real Claude Code CLI, which runs in a scratch clo
 harness (.claude, hooks, eval, sandbox, run.sh) with the research as it stood when the
 session started (train.py, program.md, scratchpad.md, ledger: hooks/start_state.py). The
 CLI executes every tool call for real under today's settings and hooks, and writes its own
-transcript; both transcripts are read by hooks/transcript.py and compared:
+transcript; both transcripts are read by replay/transcript.py and compared:
   - each tool call: allowed, denied or not run, by tool_use_id;
   - each experiment's verdict (keep, discard, crash, timeout);
   - the commits the harness made (their Autoresearch-Experiment trailers, in order);
   - how the session ended: the turns served and the Stop hook's refusals.
-`--runs recorded` replays each seed's recorded measurement (eval/replayed.py: deterministic,
+`--runs recorded` replays each seed's recorded measurement (replay/recorded.py: deterministic,
 no training); `--runs real` trains for real with a small budget. Exit 0: no divergence;
 1: divergences (listed); 2: the replay could not run (the reason is printed).
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 from eval.record import history
 from hooks import start_state
 from loop import claude_cli
+from loop.messages_server import MessagesServer
 from replay import transcript
-from replay.messages_server import MessagesServer
 
 REPO = Path(__file__).resolve().parent.parent
 # The harness's own code and settings: what a replay copies as "today's harness" (and the tests too).

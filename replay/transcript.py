@@ -9,10 +9,13 @@ hooks/session_end.py copies it to sessions/. Lines that matter here (Claude Code
     `permissionDecision: {decision: accept|reject, source, ...}` and `toolUseResult` (Bash:
     the full `stdout`). A failing command is `is_error` too, so the decision, not is_error,
     says whether the harness allowed the call.
-  - `attachment` lines: hook output, e.g. PostToolUse `hook_additional_context` (the verdict)
-    and Stop `hook_blocking_error` (a refused end of session).
+  - `attachment` lines: hook output, e.g. PostToolUse `hook_additional_context` (the verdict,
+    with the `toolUseID` of its call) and Stop `hook_blocking_error` (a refused end of session).
 The same reader parses the recording and the transcript of its replay, so both are compared
-through one lens.
+through one lens. Verdicts and per-seed results are read only from the experiment runs (allowed
+`./run.sh` experiment calls: their output and their PostToolUse context), and only from lines the
+harness prints, which start a line; the output of train.py (or of `echo`, `cat scratchpad.md`)
+never does: ./run.sh shows it quoted, each line behind eval/record/text.py's QUOTE.
 """
 
 from __future__ import annotations
@@ -23,15 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.record.text import QUOTE, unquoted
+from hooks.post_tool_use import is_experiment
+
 VERDICT = re.compile(r"^\[(r\d{4,})\] VERDICT: ([A-Z]+) \((\w+)\)", re.MULTILINE)
-# One seed's summary as eval/experiment.py summary() prints it.
+# One trial's summary as eval/trial.py summary() prints it.
 SEED = re.compile(
     r"^experiment\s+(r\d{4,}(?:-s\d+)?)\s+outcome (\w+)\n\S+\s+(\S+)\s+\((?:minimize|maximize)\)\n"
     r"(?:reason\s+(.*)\n)?",
     re.MULTILINE,
 )
-LOG_TAIL = re.compile(r"^log tail:\n(.*?)^-{60}$", re.MULTILINE | re.DOTALL)
+LOG_TAIL = re.compile(rf"^log tail:\n((?:{re.escape(QUOTE)}.*\n)*)", re.MULTILINE)
 SYNTHETIC = "<synthetic>"
+POST_TOOL = ("PostToolUse", "PostToolUseFailure")
 KEPT_BLOCKS = ("text", "tool_use")  # thinking blocks carry signatures only the real API can make
 
 
@@ -48,6 +55,7 @@ class ToolCall:
     input: dict[str, Any]
     decision: str = "no result"  # allowed | denied | not run (refused before permissions) | no result
     output: str = ""
+    contexts: list[str] = field(default_factory=list)  # what its PostToolUse(Failure) hook told the model
 
 
 @dataclass
@@ -63,20 +71,26 @@ class Transcript:
     later_prompts: int = 0  # human messages after the first: a headless replay cannot type them
 
     @property
+    def runs(self) -> list[ToolCall]:
+        """The experiment runs: Bash calls of an experiment form of ./run.sh that the harness allowed."""
+        return [call for call in self.calls.values() if call.name == "Bash" and call.decision == "allowed"
+                and is_experiment(call.input.get("command"))]
+
+    @property
     def verdicts(self) -> dict[str, tuple[str, str]]:
-        """Experiment id -> (status, outcome) from the run outputs and the PostToolUse context."""
-        texts = [call.output for call in self.calls.values()] + self.contexts
+        """Experiment id -> (status, outcome) from the runs' outputs and their PostToolUse context."""
+        texts = [text for call in self.runs for text in (call.output, *call.contexts)]
         return {m[1]: (m[2].lower(), m[3]) for text in texts for m in VERDICT.finditer(text)}
 
     def seed_results(self) -> dict[str, dict]:
         """Per seed ('r0001', 'r0001-s2'): the outcome, value, reason and log tail the run printed."""
         found: dict[str, dict] = {}
-        for call in self.calls.values():
+        for call in self.runs:
             for m in SEED.finditer(call.output):
                 value = None if m[3] == "-" else float(m[3])
                 tail = LOG_TAIL.search(call.output, m.end())
                 found[m[1]] = {"outcome": m[2].lower(), "value": value, "reason": m[4] or "",
-                               "log_tail": tail[1].rstrip("\n") if tail and m[2] != "OK" else ""}
+                               "log_tail": unquoted(tail[1]) if tail and m[2] != "OK" else ""}
         return found
 
 
@@ -167,6 +181,10 @@ def add_user(t: Transcript, line: dict) -> None:
 
 def add_attachment(t: Transcript, attachment: dict) -> None:
     if attachment.get("type") == "hook_additional_context":
-        t.contexts += [str(c) for c in attachment.get("content") or []]
+        texts = [str(c) for c in attachment.get("content") or []]
+        t.contexts += texts
+        call = t.calls.get(attachment.get("toolUseID")) if attachment.get("hookEvent") in POST_TOOL else None
+        if call is not None:
+            call.contexts += texts
     elif attachment.get("type") == "hook_blocking_error" and attachment.get("hookEvent") == "Stop":
         t.stop_blocks += 1

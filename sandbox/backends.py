@@ -25,7 +25,7 @@ class Backend(Protocol):
     """Runs one Job to its end (or its timeout), streaming its output to the sink.
 
     `started`, if given, is called once the job runs, with the Control that signals, measures
-    and kills it (the harness's budget clock, eval/clock.py); Result.cpu_seconds is its CPU time.
+    and kills it (the heartbeat and the budget clock, eval/clock.py); Result.cpu_seconds is its CPU time.
     """
 
     name: str

@@ -33,6 +33,7 @@ from sandbox.job import (
     SandboxFailed,
     SandboxUnavailable,
     Started,
+    Usage,
 )
 from sandbox.runtime import python_executable, python_mounts, system_layout
 
@@ -41,8 +42,9 @@ API_TIMEOUT = 120
 COLLECT_SECONDS = 120  # copying /out out of the sandbox may not hang the harness
 # cgroup v1 and v2 names: the peak comes first (a bare number), the OOM-kill count after.
 CGROUP_FILES = ("memory/memory.max_usage_in_bytes", "memory.peak", "memory/memory.oom_control", "memory.events")
-# CPU time of the container's cgroup: v1 in nanoseconds (a bare number), v2 in microseconds (usage_usec).
-CPU_FILES = ("cpuacct/cpuacct.usage", "cpu.stat")
+# What the cgroup has used so far, v1 and v2: CPU time (ns; usage_usec), memory and its reclaimable file cache.
+USAGE_FILES = ("cpuacct/cpuacct.usage", "cpu.stat", "memory/memory.usage_in_bytes", "memory.current",
+               "memory/memory.stat", "memory.stat")
 # What a dead or dying engine raises: API errors, and refused or cut connections to its socket.
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
@@ -138,7 +140,7 @@ class DockerBackend:
                 if ended.is_set() or killed.is_set():
                     return
                 killed.set()
-            cpu_at_kill[0] = self.cpu_seconds(container)  # the cgroup goes with the container
+            cpu_at_kill[0] = self.usage(container).cpu_seconds  # the cgroup goes with the container
             kill_quietly(container)
 
         def send(sig: int) -> None:
@@ -156,7 +158,7 @@ class DockerBackend:
             try:
                 stream = api.exec_start(exec_id, stream=True)
                 if started is not None:
-                    started(Control(signal=send, cpu_seconds=lambda: self.cpu_seconds(container), kill=kill))
+                    started(Control(meter=lambda: self.usage(container), signal=send, kill=kill))
                 for chunk in stream:
                     sink(chunk)
             except (docker.errors.APIError, OSError):
@@ -173,8 +175,8 @@ class DockerBackend:
             if not killed.is_set():
                 self.exec_output(container, ["/usr/bin/kill", "-9", "-1"])  # what the job left running
                 result.peak_memory_mb, result.oom = self.memory_report(container, exit_code)
-                result.cpu_seconds = self.cpu_seconds(container)
-                if exit_code == 0 and job.out_dir is not None:
+                result.cpu_seconds = self.usage(container).cpu_seconds
+                if job.out_dir is not None:  # after a crash too: its own logs tell what happened
                     result.out_error = self.collect_out(container, job.out_dir, job.limits.output_mb)
             return result
         finally:
@@ -186,19 +188,25 @@ class DockerBackend:
         exec_id = api.exec_create(container.id, argv, user=f"{UID}:{UID}", stderr=False)["Id"]
         return api.exec_start(exec_id)
 
-    def cpu_seconds(self, container) -> float | None:
-        """CPU seconds of the container's cgroup so far (the job, and the harness's few execs); None if unreadable."""
+    def usage(self, container) -> Usage:
+        """CPU time and memory (less the reclaimable file cache, as `docker stats` counts it) of the container's
+        cgroup: the job, and the harness's few execs. Read by an exec, 0.06 s (the stats API takes a second)."""
+        files = [f"/sys/fs/cgroup/{f}" for f in USAGE_FILES]
         try:
-            raw = self.exec_output(container, ["/usr/bin/cat", *(f"/sys/fs/cgroup/{f}" for f in CPU_FILES)])
+            raw = self.exec_output(container, ["/usr/bin/grep", "-Hs", "", *files])  # each line after its file
         except ENGINE_ERRORS:
-            return None
+            return Usage(None, None)
+        found = {}  # "file" or "file:key" -> number
         for line in raw.decode(errors="replace").splitlines():
-            words = line.split()
-            if len(words) == 1 and words[0].isdigit():
-                return int(words[0]) / 1e9
-            if len(words) == 2 and words[0] == "usage_usec" and words[1].isdigit():
-                return int(words[1]) / 1e6
-        return None
+            path, _, text = line.partition(":")
+            words = text.split()
+            if words and words[-1].isdigit() and len(words) <= 2:
+                found[":".join([path.removeprefix("/sys/fs/cgroup/"), *words[:-1]])] = int(words[-1])
+        ns, usec = found.get("cpuacct/cpuacct.usage"), found.get("cpu.stat:usage_usec")
+        cpu = ns / 1e9 if ns is not None else None if usec is None else usec / 1e6
+        used = found.get("memory/memory.usage_in_bytes", found.get("memory.current"))
+        cache = found.get("memory/memory.stat:total_inactive_file", found.get("memory.stat:inactive_file", 0))
+        return Usage(cpu, None if used is None else (used - cache) / 2**20)
 
     def memory_report(self, container, exit_code: int | None) -> tuple[float | None, bool]:
         """Peak memory of the container's cgroup, and whether the kernel OOM-killed in it.

@@ -56,19 +56,28 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a running job has used so far, where its backend can tell (None where it cannot)."""
+
+    cpu_seconds: float | None
+    memory_mb: float | None
+
+
 OutputSink = Callable[[bytes], None]
+Meter = Callable[[], Usage]  # measures the job while it runs
 
 
 @dataclass(frozen=True)
 class Control:
     """What the harness may do to a job while it runs: Backend.run hands one to its `started` callback."""
 
+    meter: Meter  # what the job has used so far (after its end: its CPU time at the end)
     signal: Callable[[int], None]  # send a signal to every process of the job
-    cpu_seconds: Callable[[], float | None]  # CPU time of the job so far; None where it cannot be read now
     kill: Callable[[], None]  # end it now, as at its timeout (Result.timed_out)
 
 
-Started = Callable[[Control], None]
+Started = Callable[[Control], None]  # a backend calls it once the job runs
 
 
 class SandboxUnavailable(RuntimeError):

@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox.job import MAX_OUT_FILES, Control, Job, OutputSink, Result, Started
+from sandbox.job import MAX_OUT_FILES, Control, Job, OutputSink, Result, Started, Usage
 
 WATCH_EVERY_S = 0.2
-TICK = os.sysconf("SC_CLK_TCK")
+TICK, PAGE = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
 
 
 def over_cap(path: Path, cap_bytes: int) -> bool:
@@ -41,8 +41,9 @@ def sanitize_out(out_dir: Path) -> None:
                 p.unlink()
 
 
-def process_table() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds of the process and of the children it has reaped), from /proc."""
+def process_table() -> dict[int, tuple[int, float, int]]:
+    """pid -> (parent pid, CPU seconds of the process and of the children it reaped, resident pages), from /proc
+    (a sandbox's processes are the host's too, in a namespace of their own)."""
     table = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -52,14 +53,14 @@ def process_table() -> dict[int, tuple[int, float]]:
             except (OSError, IndexError):
                 continue  # gone meanwhile
             utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-            table[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / TICK)
+            table[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / TICK, int(fields[21]))
     return table
 
 
-def tree(root: int, table: dict[int, tuple[int, float]]) -> list[int]:
+def tree(root: int, table: dict[int, tuple[int, float, int]]) -> list[int]:
     """root and every live descendant of it."""
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, *_) in table.items():
         children.setdefault(ppid, []).append(pid)
     found, todo = [], [root]
     while todo:
@@ -70,11 +71,13 @@ def tree(root: int, table: dict[int, tuple[int, float]]) -> list[int]:
     return found
 
 
-def tree_cpu(root: int) -> float | None:
-    """CPU seconds of the tree: each live process once, each reaped one in its parent's account."""
+def tree_usage(root: int) -> Usage:
+    """CPU time (each live process once, each reaped one in its parent's account) and resident memory of the tree."""
     table = process_table()
     pids = tree(root, table)
-    return sum(table[pid][1] for pid in pids) if pids else None
+    if not pids:
+        return Usage(None, None)
+    return Usage(sum(table[p][1] for p in pids), sum(table[p][2] for p in pids) * PAGE / 2**20)
 
 
 def signal_tree(root: int, sig: int) -> None:
@@ -115,7 +118,7 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
             if reaped.is_set():
                 return
             killed.set()
-            cpu_seen[0] = tree_cpu(proc.pid) or cpu_seen[0]  # the group's kill below ends the count
+            cpu_seen[0] = tree_usage(proc.pid).cpu_seconds or cpu_seen[0]  # the group's kill below ends the count
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
@@ -124,15 +127,15 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
             if not reaped.is_set():
                 signal_tree(proc.pid, sig)
 
-    def cpu_seconds() -> float | None:
+    def meter() -> Usage:
         with lock:
-            return cpu_at_exit[0] if reaped.is_set() else tree_cpu(proc.pid)
+            return Usage(cpu_at_exit[0], None) if reaped.is_set() else tree_usage(proc.pid)
 
     def watch() -> None:
         while not reaped.is_set():
             with lock:
                 if not reaped.is_set() and not killed.is_set():
-                    cpu_seen[0] = tree_cpu(proc.pid) or cpu_seen[0]
+                    cpu_seen[0] = tree_usage(proc.pid).cpu_seconds or cpu_seen[0]
             if out_dir is not None and over_cap(out_dir, job.limits.output_mb * 2**20):
                 too_big.set()
                 kill()
@@ -143,7 +146,7 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     timer.start()
     threading.Thread(target=watch, daemon=True).start()
     if started is not None:
-        started(Control(signal=send, cpu_seconds=cpu_seconds, kill=kill))
+        started(Control(meter=meter, signal=send, kill=kill))
     try:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             sink(chunk)

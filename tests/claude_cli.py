@@ -1,6 +1,6 @@
 """Drive the real Claude Code CLI (bundled in the claude-agent-sdk wheel) headless in tests.
 
-The CLI talks only to a loopback MessagesServer (hooks/messages_server.py), runs in a
+The CLI talks only to a loopback MessagesServer (loop/messages_server.py), runs in a
 throwaway HOME so no user config, login or history leaks in or out, and gets the
 project's settings file passed explicitly: headless runs ignore the allow rules of an
 untrusted project otherwise. Its `stream-json` output says, per tool call, how the
@@ -105,6 +105,14 @@ def run_claude(
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     session_id = next((e["session_id"] for e in events if "session_id" in e), None)
     return CompletedRun(proc.returncode, events, proc.stderr, time.monotonic() - started, home, session_id)
+
+
+def trust(home: Path, repo: Path) -> None:
+    """Accept the workspace-trust dialog for `repo`, as a user who runs `claude` there once does: then the
+    allow rules of .claude/settings.json apply headless too (the worst case when the guard is not there)."""
+    config = home / ".claude" / ".claude.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"projects": {str(repo): {"hasTrustDialogAccepted": True}}}))
 
 
 def git(repo: Path, *args: str) -> str:

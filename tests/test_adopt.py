@@ -172,7 +172,7 @@ SCORER = "the exported model was rejected: FileNotFoundError: train.py did not l
 
 
 @pytest.mark.parametrize("outcome, reason, log, advice", [
-    ("crash", SCORER, TRAIN_LOG + "\n--- scorer ---\nFileNotFoundError: train.py did not leave", "saved no model"),
+    ("crash", SCORER, TRAIN_LOG, "saved no model"),
     ("crash", "train.py exited with status 1", "FileNotFoundError: datasets/b.csv not found.\n" + TRAIN_LOG,
      "read the rows from AUTORESEARCH_DATA"),
     ("crash", "train.py exited with status 2", "error: the following arguments are required: --data",

@@ -15,7 +15,9 @@ def run_sh(repo: Path, *args: str, timeout: float = 300) -> subprocess.Completed
 def test_one_experiment_through_run_sh(repo):
     done = run_sh(repo, "-m", "baseline")
     assert done.returncode == 0, done.stderr + done.stdout
-    assert "step" in done.stdout and "outcome OK" in done.stdout  # progress streamed, summary printed
+    assert "outcome OK" in done.stdout and "[r0001] VERDICT: KEEP" in "\n".join(done.stdout.splitlines()[-5:])
+    assert "| loss" not in done.stdout and "| loss" in (repo / "runs" / "r0001" / "train.log").read_text()
+    assert "its output goes to runs/r0001/train.log" in done.stdout and len(done.stdout) < 8000
     metrics = json.loads((repo / "runs" / "r0001" / "metrics.json").read_text())
     assert metrics["outcome"] == "ok" and math.isfinite(metrics["value"])
     assert metrics["hypothesis"] == "baseline"

@@ -3,6 +3,7 @@ pairing tricks, and the example through the real sandbox and verdict engine, max
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import subprocess
@@ -112,8 +113,8 @@ def test_example_runs_through_sandbox_and_verdict_maximizing(experiments):
     assert untrained["delta"] < 0  # the delta is signed by the direction: positive = better
     assert (root / "train.py").read_text() == SHIPPED  # the best, restored after the discard
     assert ledger.best(ledger.read(root), "maximize")["id"] == baseline["id"]
-    log = (root / "runs" / baseline["id"] / "score.log").read_text()
-    assert f'"folds": {FOLDS}' in log and '"fold_values"' in log
+    result = json.loads((root / "runs" / baseline["id"] / "score.json").read_text())
+    assert result["folds"] == FOLDS and len(result["fold_values"]) == FOLDS
 
 
 def test_both_metrics_are_sane_and_the_trained_model_beats_chance(experiments):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from eval.scoring import tabular
 from hooks.guard import policy
 from tests.conftest import TEST_FRONT_MATTER, build_repo
 from tests.test_adopt import blobs_csv
+from tests.test_attacks import ARCHIVE_ATTACKS, SPLIT_THIEF
 
 OPTIONS = {"metric": "accuracy", "target": "label"}
 PROBE = '''import json, os, sys
@@ -121,8 +123,8 @@ def test_no_job_of_an_experiment_mounts_the_test_split(history):
     program = config.load(history / "program.md")
     run_dir, data = history / "runs" / "r0009", history / "data"
     jobs = {"training": trial.training_job(program, run_dir, data, 2, 1),
-            "scoring": trial.validation_job(program, run_dir, data, 2),
-            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data)}
+            "scoring": trial.validation_job(program, run_dir, data, 2, "t"),
+            "confirm": confirm.test_job(program, run_dir / "out" / "model.pt2", data, "t")}
     splits = {name: [m.host.name for m in job.mounts if data in (m.host, *m.host.parents)]
               for name, job in jobs.items()}
     assert splits == {"training": ["train.bin"], "scoring": ["val.bin"], "confirm": ["test.bin"]}
@@ -151,6 +153,21 @@ def test_models_trained_on_other_data_are_refused(history):
     path.write_text(json.dumps({**json.loads(path.read_text()), "data_manifest_hash": "f" * 64}))
     with pytest.raises(confirm.ConfirmError, match="r0003 was trained on other data"):
         confirm.confirm(history)
+
+
+def test_a_pickle_laden_archive_is_refused_on_the_test_split_too(history, tmp_path):
+    """The best's model swapped for an archive whose weights ask for a pickle that forges the score line and copies
+    the split: confirm's scorer refuses it before loading anything, and nothing forged comes back."""
+    model = history / "runs" / "r0003" / "out" / "model.pt2"
+    with zipfile.ZipFile(model) as z:
+        records = {n.partition("/")[2]: z.read(n) for n in z.namelist()}
+    build, _ = ARCHIVE_ATTACKS["pickle asked for by the weights config"]
+    shutil.copyfile(build(tmp_path, records, SPLIT_THIEF), model)
+    with pytest.raises(confirm.ConfirmError, match="r0003/out/model.pt2: .*refused before loading.*use_pickle"):
+        confirm.confirm(history)
+    log = (history / "runs" / "confirm" / "r0003-seed14.log").read_bytes()
+    assert b"0.0001" not in log and (history / "data" / "test.bin").read_bytes()[:64] not in log
+    assert not (history / "runs" / "confirm" / "log.jsonl").exists()  # no judgement recorded
 
 
 def test_nothing_kept_is_refused(history):

@@ -103,7 +103,7 @@ def run_sh(repo: Path, *args: str, env: dict | None = None, timeout: float = 240
 
 
 class Background:
-    """./run.sh running beside the test; its output so far in .out (training output is streamed)."""
+    """./run.sh running beside the test; what it printed so far in .out (train.py's output is in train.log)."""
 
     def __init__(self, repo: Path, *args: str, env: dict | None = None):
         self.proc = subprocess.Popen(["./run.sh", *args], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -129,6 +129,12 @@ def wait_for(what: Callable[[], object], timeout: float = 60, message: str = "")
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {message or what}")
+
+
+def training(repo: Path, run_id: str = "r0002") -> bool:
+    """Whether train.py of run_id has started (it prints 'started'): its log is written as it runs."""
+    log = repo / "runs" / run_id / "train.log"
+    return log.exists() and "started" in log.read_text()
 
 
 def verdict_of(repo: Path, run_id: str) -> dict:
@@ -308,7 +314,7 @@ def test_docker_daemon_killed_mid_run(repo, private_docker):
     env = {"DOCKER_HOST": private_docker.url, "AUTORESEARCH_SANDBOX": "docker"}
     (repo / "train.py").write_text(SLEEPER)
     run = Background(repo, "-m", "sleep through a daemon crash", env=env)
-    wait_for(lambda: "started" in run.out, message="training to start")
+    wait_for(lambda: training(repo), message="training to start")
     private_docker.kill()
     t0 = time.monotonic()
     # A clear crash of the infrastructure, applied as a verdict at once: no score, the candidate under its ref.
@@ -619,7 +625,7 @@ QUICK_CRASH = STARTED + "time.sleep(3)\nraise SystemExit('a quick crash')\n"
 def test_second_run_sh_is_refused_and_the_first_completes(repo):
     (repo / "train.py").write_text(QUICK_CRASH)
     first = Background(repo, "-m", "first")
-    wait_for(lambda: "started" in first.out, message="the first run to train")
+    wait_for(lambda: training(repo), message="the first run to train")
     second = run_sh(repo, "-m", "second")
     assert second.returncode == 2, second.stdout + second.stderr
     assert "another experiment is running in this repository" in second.stderr
@@ -651,7 +657,7 @@ def test_program_md_broken_mid_loop_stops_runs_loses_nothing_and_the_fix_resumes
     broken = good.replace("  direction: minimize\n", "  direction: [minimize\n")
     (repo / "train.py").write_text(QUICK_CRASH)
     run = Background(repo, "-m", "running while the human edits")
-    wait_for(lambda: "started" in run.out, message="the run to train")
+    wait_for(lambda: training(repo), message="the run to train")
     (repo / "program.md").write_text(broken)  # the human saves a broken edit mid-run
     assert run.wait() == 3 and "[r0002] VERDICT: CRASH" in run.out, run.out  # judged under what it ran with
     holds(repo)

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from replay.messages_server import MessagesServer, ToolResult, Turn
+from loop.claude_cli import cli_env
+from loop.messages_server import MessagesServer, ToolResult, Turn
 from tests.claude_cli import CompletedRun, git, make_repo, run_claude
 
 SECRET = b"VALIDATION-SPLIT-MUST-NOT-LEAK\n"
@@ -209,3 +210,32 @@ def test_subagents_get_the_same_policy(tmp_path: Path) -> None:
     audit = [json.loads(line) for line in (repo / "runs" / "audit.jsonl").read_text().splitlines()]
     decided = {(a["tool"], a["decision"]) for a in audit if a["tool_use_id"] in results}
     assert decided == {("Bash", "deny"), ("Bash", "allow")}
+
+
+DUMP_ENV = ("import json, os, pathlib\n\n\ndef main():\n"
+            "    pathlib.Path('{out}').write_text(json.dumps(dict(os.environ)))\n    return 0\n")
+
+
+def test_api_credentials_reach_the_api_but_not_the_hooks_or_run_sh(tmp_path: Path) -> None:
+    """`./run.sh status` (the agent's way to run project code on the host) and the SessionEnd hook, each
+    replaced in the copy by an environment dump, run under the real CLI: the key is not in either."""
+    repo = make_repo(tmp_path)
+    (repo / "STOP").write_text("")
+    dumps = {"run_sh": tmp_path / "run_sh.json", "hook": tmp_path / "hook.json"}
+    (repo / "commands" / "status.py").write_text(DUMP_ENV.format(out=dumps["run_sh"]) + "\nmain()\n")
+    (repo / "hooks" / "session_end.py").write_text(DUMP_ENV.format(out=dumps["hook"]))
+    git(repo, "commit", "-qam", "environment probes")
+    turn = [{"type": "tool_use", "id": "toolu_status", "name": "Bash", "input": {"command": "./run.sh status"}}]
+    with MessagesServer([turn]) as srv:
+        run = run_claude(repo, "Show the status.", srv.url, home=tmp_path / "home", timeout=120)
+        keys = {r.headers.get("x-api-key") for r in srv.requests if r.kind == "main"}
+        results = {r.tool_use_id: r for r in srv.tool_results()}
+    assert run.returncode == 0, run.stderr
+    key = cli_env(srv.url, tmp_path / "home")["ANTHROPIC_API_KEY"]
+    assert keys == {key}  # the CLI itself has it
+    assert not results["toolu_status"].is_error, results["toolu_status"].content
+    for name, path in dumps.items():
+        seen = json.loads(path.read_text())
+        assert seen.get("CLAUDECODE") == "1"  # a process Claude Code started
+        leaked = {k for k, v in seen.items() if key in v}
+        assert leaked == set(), f"{name} sees the API key in {leaked}"

@@ -179,7 +179,7 @@ def test_progress_png_is_a_real_image(repo, case):
     path = plot.draw(repo, [ledger.normalize(r) for r in rows], "val_bpb", "minimize")
     data = path.read_bytes()
     assert path == repo / "progress.png" and data[:8] == PNG_SIGNATURE
-    assert struct.unpack(">II", data[16:24]) == (1200, 600) and len(data) > 15_000
+    assert struct.unpack(">II", data[16:24]) == (1200, 650) and len(data) > 15_000
     assert [p.name for p in repo.iterdir() if p.name.endswith(".tmp")] == []
 
 

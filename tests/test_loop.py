@@ -21,7 +21,7 @@ import pytest
 
 from eval.experiment import pending
 from eval.record import ledger
-from replay.messages_server import MessagesServer, make_message, normalize_turn, request_kind
+from loop.messages_server import MessagesServer, make_message, normalize_turn, request_kind
 from tests.claude_cli import cli_env
 from tests.conftest import write_program
 from tests.test_sandbox import TINY_BIGRAM
@@ -257,6 +257,9 @@ def test_a_cap_stops_the_loop(repo, tmp_path, cap, words):
         out = finish(proc, 120)
     assert proc.returncode == 0, out
     assert f"loop stopped: {words}" in out, out
+    recorded = json.loads((repo / "runs" / "loop.json").read_text())  # what the morning report shows
+    assert recorded["stop"] == words and recorded["caps"]["max_usd"] == (0.0001 if "--max-usd" in cap else None)
+    assert recorded["cost_usd"] >= (0.0001 if "--max-usd" in cap else 0.0)
 
 
 def test_a_spent_program_budget_ends_the_loop_instead_of_reprompting(repo, tmp_path):
@@ -283,3 +286,16 @@ def test_a_second_loop_on_the_same_repo_is_refused(repo, tmp_path):
     assert second.returncode == 2 and "another loop is running" in second.stderr, second.stderr
     assert f"pid {first.pid}" in second.stderr
     assert first.returncode == 0 and "loop stopped: SIGINT" in out, out
+
+
+def test_the_loop_first_watches_the_guard_refuse_a_call_and_leaves_no_trace(repo, tmp_path):
+    (repo / "STOP").write_text("")
+    with Model(lambda body: text("Nothing to do.")) as model:
+        proc = start_loop(repo, model, tmp_path / "home")
+        out = finish(proc, 120)
+    assert proc.returncode == 0, out
+    assert "the guard is live: it refused the call in the session and in a subagent" in out, out
+    audit = [json.loads(line) for line in (repo / "runs" / "audit.jsonl").read_text().splitlines()]
+    checked = [(a["tool_use_id"], a["decision"]) for a in audit if "canary" in (a["tool_use_id"] or "")]
+    assert ("toolu_canary_main", "deny") in checked and ("toolu_canary_sub", "deny") in checked
+    assert not list((repo / "sessions").glob("*")) and not list((repo / "runs").glob("canary-*"))

@@ -13,7 +13,7 @@ import json
 import git
 
 from eval.record import ledger
-from replay.messages_server import MessagesServer
+from loop.messages_server import MessagesServer
 from tests.claude_cli import run_claude
 from tests.conftest import write_program
 from tests.test_sandbox import TINY_BIGRAM

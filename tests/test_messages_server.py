@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import anthropic
 import pytest
 
-from replay.messages_server import END_TEXT, FILLER_TEXT, MessagesServer, Turn
+from loop.messages_server import END_TEXT, FILLER_TEXT, MessagesServer, Turn
 from tests.claude_cli import run_claude
 
 LS_INPUT = {"command": "ls -la", "timeout": 5000}

@@ -8,8 +8,10 @@ it, through hooks/launch, in a copy of the repository.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,8 @@ import pytest
 from eval import config, rules
 from eval.clock import START_CAP_S
 from hooks.guard import policy
+from hooks.guard.commands import COMMANDS, DATE, GREP, SED, Form
+from hooks.guard.options import option_table
 
 MAIN = Path(__file__).resolve().parent.parent
 ALLOW, DENY = "allow", "deny"
@@ -542,6 +546,11 @@ TOOL_CASES = [
     ("Read", {"file_path": "{repo}/Data/Val.bin"}, DENY),
     ("Task", {"prompt": "look at train.py", "description": "d", "subagent_type": "general-purpose"}, ALLOW),
     ("Agent", {"prompt": "x", "description": "d", "subagent_type": "Explore"}, ALLOW),
+    ("Agent", {"prompt": "x", "description": "d", "run_in_background": True, "model": "haiku"}, ALLOW),
+    ("Agent", {"prompt": "x", "description": "d", "isolation": None}, ALLOW),
+    ("Agent", {"prompt": "x", "description": "d", "isolation": "worktree"}, DENY),
+    ("Task", {"prompt": "x", "description": "d", "isolation": "worktree"}, DENY),
+    ("Agent", {"prompt": "x", "description": "d", "isolation": "remote"}, DENY),
     ("TodoWrite", {"todos": []}, ALLOW),
     ("KillShell", {"shell_id": "1"}, ALLOW),
     ("CronCreate", {"cron": "* * * * *", "prompt": "x"}, DENY),
@@ -606,6 +615,122 @@ def test_case_count():
 
 
 # ------------------------------------------------------------------ rewrites and reasons
+
+
+FORMS = {name: rule for name, rule in {**COMMANDS, "grep": GREP, "sed": SED, "date": DATE}.items()
+         if isinstance(rule, Form) and name not in ("pwd", "true", "false")}  # those three are bash builtins
+
+
+def help_lines(tool: str) -> list[str]:
+    """The option lines of `tool --help` (those that start with a dash), as this machine's tool prints them."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed here")
+    text = subprocess.run([tool, "--help"], capture_output=True, text=True, env={"LC_ALL": "C", "PATH": os.defpath},
+                          timeout=30).stdout
+    return [option_spec(line) for line in text.splitlines() if line.strip().startswith("-")]
+
+
+def option_spec(line: str) -> str:
+    """The names part of a --help line (`-n, --lines=[-]NUM`): the columns that start with a dash (stat puts
+    two spaces between -c and --format), up to the description."""
+    columns = re.split(r"\s{2,}", line.strip())
+    return " ".join(itertools.takewhile(lambda column: column.startswith("-"), columns))
+
+
+@pytest.mark.parametrize("tool", sorted(FORMS))
+def test_each_table_entry_is_one_real_option_of_the_tool(tool):
+    """Every long name is the tool's own (so no table name is an abbreviation of another option), its short
+    twins are listed on the same --help line (one option, not two), and it takes a value as the tool says."""
+    lines, wrong = help_lines(tool), []
+    for option in set(FORMS[tool].table.values()):
+        longs = [n for n in option.names if n.startswith("--")]
+        shorts = [n for n in option.names if not n.startswith("--")]
+        for long in longs:
+            specs = [x for x in lines if re.search(re.escape(long) + "(?![a-z0-9-])", x)]
+            # the line that introduces the option (its short names, then a description), not one that mentions it
+            spec = max(specs, key=lambda s: (sum(re.search(rf"{x}(?![\w-])", s) is not None for x in shorts),
+                                             -len(s)), default=None)
+            if spec is None:
+                wrong.append(f"{long} is not an option of {tool}")
+                continue
+            twins = re.findall(r"(?<![\w-])(-\w)(?![\w-])", spec)
+            wrong += [f"{s} and {long} are not one option: {spec}" for s in shorts if s not in twins]
+            after = spec[spec.index(long) + len(long):]
+            says = "optional" if after.startswith("[=") or f"{long}=" in after else (
+                "required" if re.match(r"=| [A-Z]", after) else "")
+            if says != option.value:
+                wrong.append(f"{long} takes {option.value or 'no'} value, {tool} says {says or 'none'}: {spec}")
+        if not longs and not any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", x) for x in lines
+                                 for s in shorts):
+            wrong.append(f"{shorts} is not an option of {tool}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("spec", ["-n|--lines=N -n", "--x --x=N", "lines", "---x", "-ab"])
+def test_an_option_table_refuses_repeated_or_malformed_names(spec):
+    with pytest.raises(ValueError):
+        option_table(spec)
+
+
+def test_an_abbreviated_long_option_is_refused_with_its_full_name(repo):
+    reason = run(repo, "Bash", {"command": "grep --recurs x eval"}).reason
+    assert "--recursive" in reason and "in full" in reason
+    assert run(repo, "Bash", {"command": "grep --recursive x eval"}).decision == ALLOW
+    assert "--lines=VALUE" in run(repo, "Bash", {"command": "head --lines 5 train.py"}).reason
+
+
+
+def sized_file(tmp_path: Path, text: str) -> Path:
+    """A repository whose train.py holds `text` (the caps depend on the file as it is)."""
+    (tmp_path / "train.py").write_text(text)
+    (tmp_path / "program.md").write_text(PROGRAM.format(phase="hyperparameters", budget=300))
+    return tmp_path
+
+
+CAP, LINE = policy.MAX_EDITED_BYTES, policy.MAX_LINE
+SMALL = "x = 1\n" * 100
+# (train.py before, tool, input without file_path, expected)
+SIZE_CASES = [
+    (SMALL, "Write", {"content": "y = 2\n" * (CAP // 6)}, ALLOW),  # just under the cap
+    (SMALL, "Write", {"content": "y = 2\n" * (CAP // 6 + 1)}, DENY),
+    (SMALL, "Write", {"content": "é" * (CAP // 2 + 1)}, DENY),  # bytes, not characters, count
+    (SMALL, "Write", {"content": "s = '" + "a" * LINE + "'\n"}, DENY),
+    (SMALL, "Write", {"content": "a" * LINE + "\n"}, ALLOW),
+    (SMALL, "Edit", {"old_string": "x = 1\n", "new_string": "x = 1\n" * (CAP // 6)}, DENY),
+    (SMALL, "Edit", {"old_string": "x = 1", "new_string": "x = 2" * 900, "replace_all": False}, DENY),
+    (SMALL, "Edit", {"old_string": "x", "new_string": "y" * 3000, "replace_all": True}, DENY),  # 100 times
+    (SMALL, "Edit", {"old_string": "x = 1", "new_string": "x = 2"}, ALLOW),
+    (SMALL, "Edit", {"old_string": "x", "new_string": 5}, DENY),
+    (SMALL, "MultiEdit", {"edits": [{"old_string": "x = 1", "new_string": "z" * 3000}] * 2}, ALLOW),
+    (SMALL, "MultiEdit", {"edits": [{"old_string": "x = 1", "new_string": "z" * 3000},
+                                    {"old_string": "z\n", "new_string": "z" * 1002 + "\n"}]}, DENY),
+    (SMALL, "MultiEdit", {"edits": "x"}, DENY),
+    # a file that is already over a cap (a human put it there) may still shrink or change elsewhere
+    ("d = '" + "a" * (LINE + 10) + "'\nx = 1\n", "Edit", {"old_string": "x = 1", "new_string": "x = 2"}, ALLOW),
+    ("x = 1\n" * (CAP // 5), "Edit", {"old_string": "x = 1\n" * 10, "new_string": ""}, ALLOW),
+    ("x = 1\n" * (CAP // 5), "Edit", {"old_string": "x = 1\n", "new_string": "x = 1\nx = 1\n"}, DENY),
+]
+
+
+@pytest.mark.parametrize(("before", "tool", "tool_input", "expected"), SIZE_CASES)
+def test_edits_are_capped_in_size_and_line_length(tmp_path, before, tool, tool_input, expected):
+    repo = sized_file(tmp_path, before)
+    decision = run(repo, tool, {"file_path": str(repo / "train.py"), **tool_input})
+    assert decision.decision == expected, decision.reason
+
+
+def test_the_size_reasons_name_the_cap(tmp_path):
+    repo = sized_file(tmp_path, SMALL)
+    big = run(repo, "Write", {"file_path": "train.py", "content": "#" * (CAP + 1)}).reason
+    wide = run(repo, "Write", {"file_path": "train.py", "content": "#" * (LINE + 1)}).reason
+    assert f"{CAP:,} bytes" in big and "scratchpad.md" in big
+    assert f"{LINE:,} characters per line" in wide and "split" in wide
+
+
+def test_worktree_isolation_is_refused_with_the_way_out(repo):
+    reason = run(repo, "Agent", {"prompt": "x", "description": "d", "isolation": "worktree"}).reason
+    assert "worktree" in reason and "leave `isolation` out" in reason
+
 
 
 def test_experiment_gets_budget_timeout_in_foreground(repo):
@@ -711,6 +836,7 @@ def test_broken_program_blocks_only_what_depends_on_it(repo):
         ("./run.sh; ls", "on its own"),
         ("cat data/val.bin", "validation and test splits"),
         ("cat runs/confirm/log.jsonl", "test-split scores"),
+        ("cat runs/scorer/r0001.log", "scorer's raw output"),
         ("grep -rn lr .", "name the files"),
         ("sed -i s/a/b/ train.py", "sed -n"),
         ("ls $(pwd)", "command substitution"),

@@ -15,8 +15,8 @@ import anthropic
 import pytest
 
 from hooks import pre_tool_use
+from loop.messages_server import MessagesServer
 from replay import demo, recorded, replay, transcript
-from replay.messages_server import MessagesServer
 from replay.replay import Divergence
 from tests.conftest import REPO
 

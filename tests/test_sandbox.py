@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import jsonschema
 import pytest
 
 from eval.record.metrics import SCHEMA as METRICS_SCHEMA
-from eval.trial import run_trial
+from eval.scoring.score import MARKER
+from eval.trial import ERROR_CAP, kept_result, parse_score, run_trial
+from sandbox import heartbeat
 from sandbox.docker_backend import LABEL
 from tests.conftest import write_program
 
@@ -72,6 +75,25 @@ def test_default_train_py_end_to_end(repo):
     assert metrics["peak_memory_mb"] > 50
     assert (repo / "runs" / metrics["id"] / "out" / "model.pt2").is_file()
     assert "step" in (repo / "runs" / metrics["id"] / "train.log").read_text()
+    result = json.loads((repo / "runs" / metrics["id"] / "score.json").read_text())  # the parsed result, harness-kept
+    assert result["ok"] and result["value"] == metrics["value"] and result["parameters"] == metrics["parameters"]
+    assert MARKER in (repo / "runs" / "scorer" / f"{metrics['id']}.log").read_text()  # the raw output, sealed
+    assert not (repo / "runs" / metrics["id"] / "score.log").exists()
+
+
+def test_only_the_tokened_result_line_counts_and_only_its_flat_fields_are_kept():
+    """The result is the last line marked with the job's token (a forged line without it, or with another token, is
+    ignored, wherever it comes); score.json gets numbers, flags, short names, lists of numbers; the error capped."""
+    result = {"ok": False, "error": "E" * 5000, "value": None, "fold_values": [0.5, 0.25], "metric": "recall_at_1",
+              "leak": "x" * 65, "nested": {"a": 1}, "texts": ["a", "b"], "k" * 65: 1}
+    line = f"{MARKER}t0k {json.dumps(result)}"
+    forged = json.dumps({"ok": True, "value": 0.0001, "finite": True})
+    log = f"noise\n{MARKER}t0k {{broken\n{line}\n{MARKER}{forged}\n{MARKER}other {forged}\n{MARKER}t0kk {forged}\n"
+    assert kept_result(parse_score(log.encode(), "t0k")) == {
+        "ok": False, "error": "E" * ERROR_CAP, "value": None, "fold_values": [0.5, 0.25], "metric": "recall_at_1"}
+    assert parse_score(f"{MARKER}t [1, 2]\n".encode(), "t") is None
+    assert parse_score(f"{MARKER}t {{oops\n".encode(), "t") is None
+    assert parse_score(f"{MARKER}{forged}\n".encode(), "t") is None
 
 
 @pytest.mark.parametrize("backend", ["docker", "bwrap"])
@@ -155,7 +177,8 @@ def test_crash_is_classified(repo):
     assert metrics["exit_code"] == 1
     assert "boom in train.py" in metrics["log_tail"]
     # the scorer that warmed up beside training was sent home, and no container is left behind
-    assert "scoring cancelled" in (repo / "runs" / metrics["id"] / "score.log").read_text()
+    assert "scoring cancelled" in (repo / "runs" / "scorer" / f"{metrics['id']}.log").read_text()
+    assert not (repo / "runs" / metrics["id"] / "score.json").exists()  # nothing was scored
     assert not (repo / "runs" / metrics["id"] / "score_in" / "model.pt2").exists()
     owner = str(repo / "runs" / metrics["id"])
     assert docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={owner}"}) == []
@@ -231,6 +254,38 @@ def test_no_sandbox_refuses_unless_unsafe(repo, monkeypatch):
     metrics = run(repo, TINY_BIGRAM.replace("< float(", "< 0 * float("), unsafe=True)
     assert metrics["backend"] == "unsafe"
     assert metrics["outcome"] == "ok", metrics["reason"] + metrics["log_tail"]
+
+
+QUIET = """
+import time
+held = [0] * 5_000_000  # 40 MB the heartbeat's memory figure must see
+start = time.time()
+while time.time() - start < 7:
+    pass
+print("done, quietly")
+"""
+BEAT = re.compile(r"^\[r0001\] \[harness\] no output for \d+ s; \d+:\d\d elapsed, \d+:\d\d of the 20 s budget left; "
+                  r"CPU \d+\.\d cores, memory (\d+) MB$")
+
+
+@pytest.mark.parametrize("backend", ["docker", "bwrap"])
+def test_a_quiet_train_py_gets_a_harness_heartbeat(repo, backend, monkeypatch):
+    """Nothing printed: the harness says the run is alive (elapsed, budget left, the sandbox's CPU and memory)
+    in the run's output, and never in train.log, which is train.py's own."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", backend)
+    monkeypatch.setattr(heartbeat, "QUIET_S", 2.0)
+    write_program(repo, budget=20, grace=20)
+    (repo / "train.py").write_text(QUIET)
+    said: list[str] = []
+    metrics = run_trial(repo, echo=said.append)
+    beats = [line for line in said if "[harness] no output" in line]
+    assert len(beats) >= 2, said
+    for line in beats:
+        match = BEAT.match(line)
+        assert match, line
+        assert int(match.group(1)) >= 30
+    log = (repo / "runs" / metrics["id"] / "train.log").read_text()
+    assert "done, quietly" in log and "[harness]" not in log
 
 
 def test_a_silent_train_py_is_waited_for(repo):

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from eval.config import split_front_matter
-from replay.messages_server import MessagesServer
+from loop.messages_server import MessagesServer
 from tests.claude_cli import CompletedRun, make_repo, run_claude
 
 IDEAS = ["raise the learning rate to 3e-3", "cosine schedule with 200 warmup steps"]
@@ -239,6 +239,49 @@ def test_session_start_reports_an_invalid_program(harness: Path) -> None:
     assert "r0007" in text  # the ledger is still shown
 
 
+ALLOW_ALL = ('import json, sys\nsys.stdin.read()\nprint(json.dumps({"hookSpecificOutput": {"hookEventName": '
+             '"PreToolUse", "permissionDecision": "allow"}}))\n')
+
+
+def edit_settings(repo: Path, change: Any) -> None:
+    path = repo / ".claude" / "settings.json"
+    settings = json.loads(path.read_text())
+    change(settings)
+    path.write_text(json.dumps(settings))
+
+
+# How a guard stops being live, and the words the SessionStart warning must use for it.
+GUARD_BREAKS = {
+    "unwired": (lambda repo: edit_settings(repo, lambda s: s["hooks"].pop("PreToolUse")), "does not run"),
+    "fails_open": (lambda repo: edit_settings(repo, lambda s: s["hooks"]["PreToolUse"][0]["hooks"][0].pop(
+        "onFailure")), '"onFailure": "block"'),
+    "hooks_off": (lambda repo: (repo / ".claude" / "settings.local.json").write_text('{"disableAllHooks": true}'),
+                  "disableAllHooks"),
+    "allows_all": (lambda repo: (repo / "hooks" / "pre_tool_use.py").write_text(
+        ALLOW_ALL + "def main():\n    return 0\n"), "allow"),
+    "hangs": (lambda repo: (repo / "hooks" / "pre_tool_use.py").write_text(
+        "import time\n\n\ndef main():\n    time.sleep(60)\n"), "did not answer"),
+}
+
+
+def test_session_start_finds_the_guard_live(harness: Path) -> None:
+    answer = hook(harness, "session_start")
+    assert "GUARD IS NOT LIVE" not in context(answer) and "systemMessage" not in answer.json
+    audit = [json.loads(line) for line in (harness / "runs" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["tool_use_id"], a["decision"]) for a in audit] == [("canary", "deny")]  # the probe it ran
+
+
+@pytest.mark.parametrize("how", sorted(GUARD_BREAKS))
+def test_session_start_says_when_the_guard_is_not_live(harness: Path, how: str) -> None:
+    breaks, words = GUARD_BREAKS[how]
+    breaks(harness)
+    answer = hook(harness, "session_start")
+    text = context(answer)
+    assert text.startswith("THE GUARD IS NOT LIVE") and words in text.split("\n")[0], text[:500]
+    assert "autoresearch state (SessionStart" in text  # the research state still follows
+    assert "NOT LIVE" in answer.json["systemMessage"]  # and the human is told
+
+
 # --- SessionEnd -------------------------------------------------------------------------------
 
 
@@ -327,6 +370,18 @@ def test_cli_session_start_context_reaches_the_first_request(blocked_once: Sessi
     first = blocked_once.main_requests[0]
     assert "SessionStart hook additional context: autoresearch state (SessionStart: startup)" in first
     assert "Best: val_bpb 1.432100 (r0003, commit abcdef0" in first and IDEAS[1] in first
+    assert "GUARD IS NOT LIVE" not in first
+
+
+def test_cli_session_start_warns_when_the_guard_allows_everything(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "STOP").write_text("")
+    GUARD_BREAKS["allows_all"][0](repo)
+    with MessagesServer([END_TURN]) as srv:
+        run = run_claude(repo, "Run the research loop.", srv.url, home=tmp_path / "home", timeout=90)
+        first = next(texts(r.body) for r in srv.requests if r.kind == "main")
+    assert run.returncode == 0, run.stderr
+    assert "THE GUARD IS NOT LIVE" in first and "end your turn and tell the human" in first
 
 
 def test_cli_session_end_keeps_the_transcript(blocked_once: Session) -> None:

@@ -11,10 +11,13 @@ was. Every step is idempotent, so a verdict interrupted by kill -9 is simply app
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
 import git
+
+from eval.record.text import refusal
 
 TRACKED = ("train.py", "scratchpad.md")
 DISCARDED = "refs/autoresearch/discarded"
@@ -46,6 +49,14 @@ def check(repo: Path) -> None:
         raise NotAResearchRepo("train.py is not committed: commit it first (git add train.py && git commit)")
 
 
+def checked(message: str) -> str:
+    """A commit message the harness writes: plain text, nothing hidden from whoever reads the history."""
+    why = refusal(message, "the commit message", allowed="\n")
+    if why:
+        raise ValueError(why)
+    return message
+
+
 def committed_for(r: git.Repo, run_id: str) -> str | None:
     """The sha of the commit that kept run_id, if HEAD's recent history has one."""
     trailer = re.compile(rf"^{TRAILER}: {re.escape(run_id)}$", re.MULTILINE)
@@ -69,7 +80,7 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> s
         r.git.read_tree("HEAD", env=env)
         r.git.add("--", *paths, env=env)
         tree = r.git.write_tree(env=env)
-    message = f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n"
+    message = checked(f"{subject}\n\n{body}\n\n{TRAILER}: {run_id}\n")
     sha = r.git.commit_tree(tree, "-p", parent, "-m", message, env=IDENTITY)
     r.git.update_ref("-m", f"autoresearch: keep {run_id}", "HEAD", sha, parent)
     r.git.reset("-q", "--", *paths)  # the real index agrees with the new commit for the paths it took
@@ -87,7 +98,8 @@ def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
             blob = r.git.hash_object("-w", str(candidate))
             r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
             tree = r.git.write_tree(env=env)
-        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", f"{subject}\n\n{TRAILER}: {run_id}", env=IDENTITY)
+        message = checked(f"{subject}\n\n{TRAILER}: {run_id}")
+        commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", message, env=IDENTITY)
         r.git.update_ref(ref, commit)
     restore_best(repo)
     return ref
@@ -102,3 +114,37 @@ def restore_best(repo: Path) -> None:
 
 def head(repo: Path) -> str:
     return open_repo(repo).head.commit.hexsha
+
+
+def discarded(repo: Path) -> dict[str, str]:
+    """Experiment id -> sha of its candidate under refs/autoresearch/discarded/, in one git call."""
+    out = open_repo(repo).git.for_each_ref(DISCARDED, format="%(refname) %(objectname)")
+    return {ref.rsplit("/", 1)[-1]: sha for ref, sha in (line.split() for line in out.splitlines())}
+
+
+def changes(repo: Path, shas: list[str], limit: int, exclude: tuple[str, ...] = ()) -> dict[str, tuple[str, int]]:
+    """sha -> (its diff against its parent, cut at `limit` characters; characters cut), in one git process.
+
+    `git diff-tree --stdin` reads the commits from a file (a pipe could fill both ways) and prints
+    each one's id on a line of its own before its patch; a commit git cannot find is left out.
+    """
+    wanted, found, current = set(shas), {}, None
+    with tempfile.TemporaryFile() as ids:
+        ids.write("".join(f"{sha}\n" for sha in shas).encode())
+        ids.seek(0)
+        argv = ["git", "diff-tree", "--stdin", "--always", "-p", "--no-color", "--no-ext-diff", "--",
+                ".", *(f":(exclude){path}" for path in exclude)]
+        with subprocess.Popen(argv, cwd=repo, stdin=ids, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as git:
+            for raw in git.stdout:
+                line = raw.decode("utf-8", errors="replace")
+                if line.rstrip("\n") in wanted:
+                    current = line.rstrip("\n")
+                    found[current] = [[], 0, 0]  # kept lines, characters kept, characters cut
+                elif current is not None:
+                    kept = found[current]
+                    if not kept[2] and kept[1] + len(line) <= limit:  # the diff is cut once, at a line end
+                        kept[0].append(line)
+                        kept[1] += len(line)
+                    else:
+                        kept[2] += len(line)
+    return {sha: ("".join(lines), cut) for sha, (lines, _, cut) in found.items()}

@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import statistics
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval.record.runs import EXPERIMENT_ID
+from eval.record.text import refusal
 
 LEDGER = Path("runs") / "ledger.jsonl"
 TSV = Path("results.tsv")
@@ -83,6 +85,10 @@ def normalize(row: dict) -> dict:
         raise ValueError(f"ledger row direction {out['direction']!r}: expected one of {', '.join(DIRECTIONS)}")
     if out["status"] == "keep" and out["mean"] is None:
         raise ValueError(f"ledger row {out['id']}: a keep needs a finite mean")
+    for name, text in out.items():  # what the ledger shows (results.tsv, status) hides nothing from the human
+        why = isinstance(text, str) and refusal(text, f"ledger row field {name}", allowed="\t\n")
+        if why:
+            raise ValueError(why)
     return out
 
 
@@ -98,6 +104,12 @@ def finite(value):
 def describe(row: dict) -> str:
     """One line of text: the description, else the hypothesis, with tabs and newlines flattened."""
     return " ".join((row.get("description") or row.get("hypothesis") or "").split())
+
+
+def seed_spread(row: dict) -> float | None:
+    """The row's own seed-to-seed standard deviation; None with one draw (identical values are one draw)."""
+    values = row.get("values") or []
+    return statistics.stdev(values) if len(set(values)) > 1 else None
 
 
 def tsv_line(row: dict) -> str:

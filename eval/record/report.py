@@ -1,4 +1,8 @@
-"""The research state as terminal tables: the ledger's rows, the best, the counts."""
+"""The research state as terminal tables: the ledger's rows, the best, the counts; the morning summary.
+
+The text cells are shown neutralised (eval/record/text.py): a row the harness did not write
+(an edited ledger, a metrics.json of another version) cannot move the cursor or hide a word.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import json
 from pathlib import Path
 
 from eval.record import ledger
+from eval.record.morning import Morning
 from eval.record.plot import PNG
+from eval.record.text import visible
 
 ROWS = 15
 DESCRIPTION_CHARS = 60
@@ -30,7 +36,7 @@ def table(rows: list[dict], metric: str) -> str:
     lines = [" ".join(f"{name.format(metric=metric):{spec}}" for name, spec, _ in COLUMNS) + "  description"]
     for r in rows:
         cells = " ".join(f"{cell(r):{spec}}" for _, spec, cell in COLUMNS)
-        lines.append(cells + "  " + ledger.describe(r)[:DESCRIPTION_CHARS])
+        lines.append(cells + "  " + visible(ledger.describe(r), keep="")[:DESCRIPTION_CHARS])
     return "\n".join(lines)
 
 
@@ -70,6 +76,56 @@ def runs_table(runs: list[dict], metric: str) -> str:
     lines = [f"{'id':<7} {'outcome':<10} {metric:>12}  hypothesis"]
     for r in runs:
         value = "-" if r.get("value") is None else f"{r['value']:.6f}"
-        hypothesis = r.get("hypothesis", "")[:DESCRIPTION_CHARS]
+        hypothesis = visible(str(r.get("hypothesis", "")), keep="")[:DESCRIPTION_CHARS]
         lines.append(f"{r['id']:<7} {r.get('outcome', '?'):<10} {value:>12}  {hypothesis}")
     return "\n".join(lines)
+
+
+
+def headline(m: Morning) -> list[str]:
+    counts = ", ".join(f"{m.count(s)} {word}" for s, word in COUNTED)
+    lines = [f"morning report: {m.metric} ({m.direction}), {len(m.experiments)} experiments: {counts}"]
+    best, baseline = m.find(m.best), m.find(m.baseline)
+    if best and baseline:
+        lines.append(f"best      {best.measured:<40} {best.row['id']}, commit {best.row['commit'][:7]}")
+        lines.append(f"baseline  {baseline.measured:<40} {baseline.row['id']}")
+    if m.gain:
+        gain, fraction = m.gain
+        lines.append(f"gain      {gain:+.6f}" + ("" if fraction is None else f" ({100 * fraction:+.1f}%)"))
+    b, loop = m.budget, m.loop or {}
+    used = "the clock starts with the first verdict" if b.hours_used is None else f"{b.hours_used:.1f} of {b.hours:g} h"
+    lines.append(f"budget    {used}; {len(m.experiments)} of {b.experiments} experiments")
+    cost = loop.get("cost_usd")
+    lines.append("cost      not recorded (./run.sh loop records it)" if cost is None else
+                 f"cost      ${cost:.2f} (./run.sh loop, updated {loop.get('updated', '?')})")
+    return lines + [f"{'test' if i == 0 else '':<10}{line}" for i, line in enumerate(m.test_result)]
+
+
+def kept_table(m: Morning) -> list[str]:
+    """Every keep with the delta it had against the margin it needed: how sure each one is."""
+    kept = [e for e in m.experiments if e.row.get("status") == "keep"]
+    lines = [f"kept ({len(kept)}): the delta against the required margin",
+             f"{'id':<7} {m.metric + ' (mean ± sd, seeds)':<40} {'delta':>10} {'required':>10} {'margin':>7}  "
+             "description"]
+    for e in kept:
+        delta, required = number(e.row.get("delta"), "{:+.6f}"), number(e.row.get("threshold"), "{:.6f}")
+        lines.append(f"{e.row['id']:<7} {e.measured:<40} {delta:>10} {required:>10} {e.margin:>7}  "
+                     f"{ledger.describe(e.row)[:DESCRIPTION_CHARS]}")
+    return lines
+
+
+def failures(m: Morning) -> list[str]:
+    failed = [e for e in m.experiments if e.row.get("status") in ("crash", "timeout")]
+    lines = [f"crashes and timeouts: {len(failed)}" + (f", the last {min(len(failed), ROWS)}" if failed else "")]
+    return lines + [f"{e.row['id']:<7} {e.row['status']:<8} {' '.join(str(e.row.get('reason') or '').split())[:100]}"
+                    for e in failed[-ROWS:]]
+
+
+def morning(m: Morning, n: int) -> str:
+    """./run.sh report: the page's summary as terminal tables (test-split numbers included: a human runs it)."""
+    r = m.refusals
+    refused = [f"guard refusals: {r.total}" + (" (runs/audit.jsonl), by kind" if r.total else "")]
+    refused += [f"{count:>6}  {kind}" for kind, count in r.kinds[:ROWS]]
+    rows = [e.row for e in m.experiments]
+    last = [f"the last {min(n, len(rows))} experiments", table(ledger.last(rows, n), m.metric)]
+    return "\n\n".join("\n".join(part) for part in (headline(m), kept_table(m), failures(m), refused, last))

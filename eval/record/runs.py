@@ -1,10 +1,16 @@
 """The layout of runs/, and the one way to write a file there: whole or not at all.
 
 runs/<id>/            one experiment (r0001, r0002, ...): its first trial's train.py, train.log,
-                      metrics.json, out/, score.log; verdict.json for the experiment
+                      metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
-runs/confirm/         test-split scores (./run.sh confirm): sealed from the agent
+runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
+runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
+runs/audit.jsonl      every guard decision (hooks/audit.py)
+runs/running.json     the trial running now, for the status line (gone when none is)
+runs/loop.json        the headless loop's clock, caps and API cost (loop/loop.py)
+runs/report.html      the morning report (eval/record/page.py); test-split numbers never in it
+runs/confirm/         test-split scores (./run.sh confirm) and the report with them: sealed from the agent
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
 TRIAL_ID = re.compile(r"^(r\d{4,})(?:-s(\d+))?$")  # a trial: r0001 (the first) or r0001-s2
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
+SCORE = "score.json"
+SCORER_LOGS = RUNS / "scorer"
+AUDIT = RUNS / "audit.jsonl"
+RUNNING = RUNS / "running.json"
+LOOP = RUNS / "loop.json"
+CONFIRM = RUNS / "confirm"
 
 
 def new_run_dir(runs: Path) -> tuple[str, Path]:
@@ -50,6 +62,12 @@ def trial_dir(experiment_dir: Path, k: int) -> tuple[str, Path]:
 def trial_path(trial_id: str) -> str:
     """Where a trial's files are, relative to the repository: r0001-s2 is runs/r0001/s2."""
     return str(RUNS / trial_id.replace("-", "/"))
+
+
+def scorer_log(repo: Path, trial_id: str) -> Path:
+    """Where the scorer's own output of one trial goes: out of the run dir, in a folder the guard seals."""
+    (repo / SCORER_LOGS).mkdir(parents=True, exist_ok=True)
+    return repo / SCORER_LOGS / f"{trial_id}.log"
 
 
 def seed_dirs(run_dir: Path) -> list[Path]:

@@ -4,8 +4,9 @@ The scored windows are spread evenly over the whole held-out split (not its firs
 so a small, fixed scoring budget still covers every kind of text in it.
 
 The agent writes the model, so the harness checks what it can before trusting a number:
-the operations in its graph (no file access: a program may not open the split it is scored
-on, which is mounted at a secret path besides), the interface (shapes) and causality. A model
+the archive before anything in it is deserialised (eval/scoring/archive.py: no pickle, no code),
+the operations in its graph (no file access: a program may not open the split it is scored on,
+which is mounted at a secret path besides), the interface (shapes) and causality. A model
 whose logits at position t change when the bytes after t, or the other rows of the batch,
 change is peeking at its targets.
 """
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from eval.scoring import archive
+
 VOCAB = 256
 BATCH = 32
 CAUSALITY_ATOL = 1e-3
 OP_NAMESPACES = ("aten", "prims")
-IO_OPS = ("from_file", "save", "load")  # aten ops that touch files by name
+IO_OPS = ("from_file", "save", "load", "_print")  # aten ops that touch files by name, or print
 
 
 WINDOW_DEFAULTS = {"seq_len": 256, "eval_bytes": 1 << 16}  # program.md task.options may set either
@@ -43,8 +46,11 @@ class ModelRejected(RuntimeError):
 
 
 def load_model(path: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-    """Load the torch.export program and vet its operations; return (callable, parameter count)."""
-    program = torch.export.load(str(path))
+    """Check the archive, load the torch.export program, vet its operations; return (callable, parameter count)."""
+    try:
+        program = archive.load(path)
+    except archive.UnsafeArchive as e:
+        raise ModelRejected(f"the exported archive was refused before loading: {e}") from None
     check_ops(program)
     n_params = sum(int(t.numel()) for t in program.state_dict.values())
     return program.module(), n_params
@@ -64,7 +70,7 @@ def check_ops(program) -> None:
             namespace = name.partition("::")[0]
             if namespace not in OP_NAMESPACES or any(op in name for op in IO_OPS) or paths:
                 raise ModelRejected(f"the exported model calls {name}{' on ' + paths[0] if paths else ''}: "
-                                    "only tensor operations are allowed, nothing that reads files")
+                                    "only tensor operations are allowed, nothing that reads files or prints")
 
 
 def scored_windows(path: Path, seq_len: int, n_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,8 +6,9 @@ seconds of one core) while train.py starts, then waits for the harness to hand i
 (program.md: task.evaluator, "module:function"; called as score(model_path, data_path,
 task.options)), which loads the exported model and returns
 {"value": ..., "parameters": ..., ...}. The result is printed as one marked JSON line that
-the harness parses; an exported program holds no Python of the agent's, so nothing else
-can print that line.
+the harness parses. The line starts with a token the harness makes up for this job (--token),
+which the exported program cannot know: nothing it makes the process print (an exception's
+text, a warning) passes for the result.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--options", default="{}")
+    ap.add_argument("--token", required=True, help="this job's secret: it starts the result line, so nothing else can")
     ap.add_argument("--go", type=Path, help="wait for this file: 'go' scores, anything else exits")
     ap.add_argument("--wait-seconds", type=float, default=0)
     ap.add_argument("--score-seconds", type=float, default=0, help="time limit once the model is handed over")
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the model is untrusted input: every failure is a verdict, not a crash here
         traceback.print_exc()
         result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000], "timed_out": isinstance(e, TimeoutError)}
-    print(MARKER + json.dumps(result), flush=True)
+    print(f"{MARKER}{args.token} {json.dumps(result)}", flush=True)
     return 0
 
 

@@ -7,7 +7,7 @@ Every possible caption goes to one split by a hash of its text, so the splits ar
 caption: val and test hold compositions training never saw, one image each, so each image has
 exactly one right caption to retrieve. Training gets TRAIN_RENDERS renderings per caption.
 The layout jitter of a rendering is seeded by its caption and index, the pixel noise by its
-split: the bytes are the same on every run, and the manifest freezes them as eval/prepare.py does.
+split: the bytes are the same on every run, and the manifest freezes them as eval/data.py does.
 
     .venv/bin/python -m examples.clip.prepare [--data-dir data] [--force]
 """

@@ -17,7 +17,7 @@ grace seconds after the signal, and more compute after it than the step in fligh
 makes the run `overtime`, never kept. The model goes out with torch.export to
 $AUTORESEARCH_OUT/model.pt2: (images float (B, 3, 16, 16) in [0, 1], tokens int64 (B, 11)) ->
 (image embeddings (B, D), text embeddings (B, D)). Each embedding must depend on its own input
-only. The harness ranks the captions of held-out images by cosine similarity (eval/retrieval.py).
+only. The harness ranks the captions of held-out images by cosine similarity (eval/scoring/retrieval.py).
 Run it by hand with `python train.py`: the defaults below then apply.
 """
 

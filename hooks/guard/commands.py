@@ -4,40 +4,44 @@ A Form says which options a command takes and what its operands are (files it re
 names it lists, plain text); the few commands a table cannot describe (grep's pattern,
 sed's script, find's expression, git) have a function of their own. FAMILIES only words
 the reason for a refused command better.
+
+Each Form's options are one table (hooks/guard/options.py), every spelling of an option in one
+entry, so the short and the long form can never disagree about a value or a file. Long options
+are matched whole: GNU tools also take unique abbreviations (`--rec` for `--recursive`), and an
+abbreviation could name any option, so it is refused with the full name to use. Every long name
+here is a real option of the tool (tests/test_policy.py checks the tables against each tool's
+--help), so none is taken for an abbreviation of another.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hooks.guard.git import GIT_HELP, git, words_set
+from hooks.guard.options import Option, option_table
 from hooks.guard.paths import Context, Refused, expand, listable, literal, readable
 from hooks.guard.shell import Word
 
 
 @dataclass(frozen=True)
 class Form:
-    """A read-only command: the options it may take and what its operands are.
+    """A read-only command: the options it may take (one table) and what its operands are."""
 
-    Long options take a value only as `--name=value`, never as the next word, so a
-    misfiled option can never hide an operand from the path checks.
-    """
-
-    flags: str = ""  # short options without a value; may be combined (-rn)
-    valued: str = ""  # short options with a value: -n 5 or -n5
-    long: frozenset[str] = frozenset()  # --name
-    long_valued: frozenset[str] = frozenset()  # --name=value
+    spec: str = ""  # the options, in the syntax of hooks/guard/options.py
     operands: str = "read"  # read: files it reads; list: names it lists; text: not files
     max_operands: int | None = None
     numeric: bool = False  # accepts -NUM, as in head -20
-    recursive: frozenset[str] = frozenset()  # options that make it read whole directories
+    recursive: str = ""  # a name of the option that makes it read whole directories
     trees: bool = False  # it reads whole directories whatever the options
-    file_values: frozenset[str] = frozenset()  # options whose value is a file it reads
+    table: dict[str, Option] = field(init=False, repr=False, compare=False)
 
-    def split(self, name: str, words: list[Word]) -> tuple[set[str], list[tuple[str, str]], list[Word]]:
-        """Return (options, [(option, value)], operand words), refusing any option not in the form."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", option_table(self.spec))
+
+    def split(self, name: str, words: list[Word]) -> tuple[set[Option], list[tuple[Option, str]], list[Word]]:
+        """Return (options, [(option, value)], operand words), refusing any option not in the table."""
         options, values, operands, i, ended = set(), [], [], 0, False
         while i < len(words):
             word, i = words[i], i + 1
@@ -52,38 +56,54 @@ class Form:
                 raise Refused(f"{name}: `{text}` has a wildcard where an option goes")
             if text.startswith("--"):
                 key, eq, value = text.partition("=")
-                if key not in (self.long_valued if eq else self.long):
-                    raise Refused(f"{name}: the option {text!r} is not allowed" + HINT)
-                options.add(key)
-                values += [(key, value)] if eq else []
+                option = self.long_option(name, key)
+                if eq and not option.value:
+                    raise Refused(f"{name}: {key} takes no value")
+                if option.value == "required" and not eq:
+                    raise Refused(f"{name}: give {key} its value in the same word: {key}=VALUE")
+                options.add(option)
+                values += [(option, value)] if eq else []
                 continue
             if self.numeric and text.isascii() and text[1:].isdigit():
                 continue
             for j, c in enumerate(text[1:], 1):
-                if c in self.flags:
-                    options.add("-" + c)
-                    continue
-                if c not in self.valued:
+                option = self.table.get("-" + c)
+                if option is None:
                     raise Refused(f"{name}: the option -{c} is not allowed" + HINT)
+                options.add(option)
+                if option.value != "required":
+                    continue
                 if j + 1 < len(text):
                     value = text[j + 1 :]
                 elif i < len(words):
                     value, i = literal(words[i]), i + 1
                 else:
                     raise Refused(f"{name}: -{c} needs a value")
-                options.add("-" + c)
-                values.append(("-" + c, value))
+                values.append((option, value))
                 break
         return options, values, operands
+
+    def long_option(self, name: str, key: str) -> Option:
+        if key in self.table:
+            return self.table[key]
+        whole = sorted(n for n in self.table if n.startswith(key) and n.startswith("--"))
+        if len(key) > 3 and whole:
+            raise Refused(f"{name}: write the option in full ({', '.join(whole)}), not the abbreviation {key!r}")
+        raise Refused(f"{name}: the option {key!r} is not allowed" + HINT)
+
+    def given(self, options: set[Option], spelling: str) -> bool:
+        return self.table[spelling] in options
 
     def check(self, ctx: Context, name: str, words: list[Word], implicit: str | None = None) -> None:
         options, values, operands = self.split(name, words)
         self.check_values(ctx, values)
-        self.check_operands(ctx, name, operands, self.trees or bool(self.recursive & options), implicit)
+        recursive = self.trees or bool(self.recursive and self.given(options, self.recursive))
+        self.check_operands(ctx, name, operands, recursive, implicit)
 
-    def check_values(self, ctx: Context, values: list[tuple[str, str]]) -> None:
+    @staticmethod
+    def check_values(ctx: Context, values: list[tuple[Option, str]]) -> None:
         for option, value in values:
-            if option in self.file_values:
+            if option.reads:
                 readable(ctx, value)
 
     def check_operands(
@@ -108,35 +128,19 @@ class Form:
 HINT = " (the guard allows a fixed set of read-only options; see the reason's command list)"
 
 
-HEAD = Form(
-    flags="qvz",
-    valued="nc",
-    numeric=True,
-    long=words_set("--quiet --silent --verbose --zero-terminated"),
-    long_valued=words_set("--lines --bytes"),
-)
+HEAD = Form("-n|--lines=N -c|--bytes=N -q|--quiet|--silent -v|--verbose -z|--zero-terminated", numeric=True)
 GREP = Form(
-    flags="EFGPiyvwxclLoqsbHhnTZzaIrU",
-    valued="efmABC",
+    "-E|--extended-regexp -F|--fixed-strings -G|--basic-regexp -P|--perl-regexp -i|--ignore-case "
+    "--no-ignore-case -v|--invert-match -w|--word-regexp -x|--line-regexp -c|--count --color[=WHEN] "
+    "--colour[=WHEN] -L|--files-without-match -l|--files-with-matches -o|--only-matching -q|--quiet|--silent "
+    "-s|--no-messages -b|--byte-offset -H|--with-filename -h|--no-filename -n|--line-number -T|--initial-tab "
+    "-Z|--null -z|--null-data -a|--text -I -r|--recursive -U|--binary --line-buffered "
+    "-e|--regexp=PATTERN -f|--file=FILE -m|--max-count=NUM -A|--after-context=NUM -B|--before-context=NUM "
+    "-C|--context=NUM --include=GLOB --exclude=GLOB --exclude-dir=GLOB --binary-files=TYPE --label=LABEL",
     numeric=True,
-    recursive=frozenset({"-r", "--recursive"}),
-    file_values=frozenset({"-f", "--file"}),
-    long=words_set(
-        "--extended-regexp --fixed-strings --basic-regexp --perl-regexp --ignore-case --no-ignore-case "
-        "--invert-match --word-regexp --line-regexp --count --color --colour --files-without-match "
-        "--files-with-matches --only-matching --quiet --silent --no-messages --byte-offset "
-        "--with-filename --no-filename --line-number --initial-tab --null --null-data --text "
-        "--recursive --line-buffered"
-    ),
-    long_valued=words_set(
-        "--regexp --file --max-count --after-context --before-context --context --color "
-        "--colour --include --exclude --exclude-dir --binary-files --label"
-    ),
+    recursive="-r",
 )
-SED = Form(
-    flags="nErsuz",
-    long=words_set("--quiet --silent --regexp-extended --separate --unbuffered --null-data --posix"),
-)
+SED = Form("-n|--quiet|--silent -E|-r|--regexp-extended -s|--separate -u|--unbuffered -z|--null-data --posix")
 FIND_VALUED = words_set(
     "-name -iname -path -ipath -wholename -iwholename -regex -iregex -regextype -type -xtype "
     "-maxdepth -mindepth -size -mtime -mmin -atime -amin -ctime -cmin -used -perm -user "
@@ -147,10 +151,7 @@ FIND_FLAGS = words_set(
     "-not ! -a -and -o -or ( ) , -depth -xdev -mount -noleaf -daystart -nouser -nogroup"
 )
 DATE = Form(
-    flags="uR",
-    valued="d",
-    long=words_set("--utc --universal --rfc-email --iso-8601"),
-    long_valued=words_set("--date --iso-8601 --rfc-3339"),
+    "-u|--utc|--universal -R|--rfc-email --iso-8601[=FMT] -d|--date=STRING --rfc-3339=FMT",
     operands="text",
     max_operands=1,
 )
@@ -163,12 +164,12 @@ SED_PRINT = re.compile(
 
 def grep(ctx: Context, words: list[Word]) -> None:
     options, values, operands = GREP.split("grep", words)
-    if options.isdisjoint({"-e", "-f", "--regexp", "--file"}):
+    if not (GREP.given(options, "-e") or GREP.given(options, "-f")):
         if not operands:
             raise Refused("grep needs a pattern")
         literal(operands.pop(0))
     GREP.check_values(ctx, values)
-    recursive = bool(GREP.recursive & options)
+    recursive = GREP.given(options, "-r")
     GREP.check_operands(ctx, "grep", operands, recursive, "." if recursive else None)
 
 
@@ -176,7 +177,7 @@ def sed(ctx: Context, words: list[Word]) -> None:
     """Only the line printer `sed -n 'ADDRp' FILE`: no script can write (w), run (e) or edit (-i)."""
     try:
         options, _, operands = SED.split("sed", words)
-        if options.isdisjoint({"-n", "--quiet", "--silent"}) or not SED_PRINT.fullmatch(literal(operands[0])):
+        if not SED.given(options, "-n") or not SED_PRINT.fullmatch(literal(operands[0])):
             raise Refused("not a line printer")
     except (Refused, IndexError):
         raise Refused(
@@ -217,112 +218,80 @@ def date(ctx: Context, words: list[Word]) -> None:
 
 COMMANDS: dict[str, Callable[[Context, list[Word]], None] | Form] = {
     "ls": Form(
-        flags="aAbBcCdDfFghiklmnNopqQrRsStuUvxXZ1",
-        valued="IwT",
+        "-a|--all -A|--almost-all -b|--escape -B|--ignore-backups -c -C -d|--directory -D|--dired -f "
+        "-F|--classify[=WHEN] -g -h|--human-readable -i|--inode -k|--kibibytes -l -m -n|--numeric-uid-gid -N|--literal "
+        "-o -p -q|--hide-control-chars -Q|--quote-name -r|--reverse -R|--recursive -s|--size -S -t -u -U -v -x -X "
+        "-Z|--context -1 --group-directories-first --full-time --si --color[=WHEN] -I|--ignore=PATTERN "
+        "-w|--width=COLS -T|--tabsize=COLS --sort=WORD --time=WORD --time-style=STYLE --hide=PATTERN "
+        "--format=WORD --block-size=SIZE --indicator-style=WORD --quoting-style=WORD",
         operands="list",
-        long=words_set(
-            "--all --almost-all --human-readable --recursive --reverse --size --directory "
-            "--classify --inode --numeric-uid-gid --group-directories-first --full-time --si "
-            "--color --literal"
-        ),
-        long_valued=words_set(
-            "--color --sort --time --time-style --ignore --hide --format --block-size "
-            "--indicator-style --quoting-style --width"
-        ),
     ),
     "cat": Form(
-        flags="AbeEnstTuv",
-        long=words_set(
-            "--number --show-all --number-nonblank --squeeze-blank --show-ends --show-tabs --show-nonprinting"
-        ),
+        "-A|--show-all -b|--number-nonblank -e -E|--show-ends -n|--number -s|--squeeze-blank -t -T|--show-tabs "
+        "-u -v|--show-nonprinting"
     ),
     "head": HEAD,
     "tail": HEAD,  # the same options; -f/--follow (wait forever) is left out on purpose
-    "wc": Form(flags="clmwL", long=words_set("--lines --words --chars --bytes --max-line-length")),
+    "wc": Form("-c|--bytes -l|--lines -m|--chars -w|--words -L|--max-line-length"),
     "grep": grep,
     "find": find,
     "diff": Form(
-        flags="qsuyiwbBEZtTNaprc",
-        valued="UCxXIW",
+        "-q|--brief -s|--report-identical-files -u|--unified[=NUM] -U=NUM -c|--context[=NUM] -C=NUM "
+        "-y|--side-by-side -i|--ignore-case -w|--ignore-all-space -b|--ignore-space-change "
+        "-B|--ignore-blank-lines -E|--ignore-tab-expansion -Z|--ignore-trailing-space -t|--expand-tabs "
+        "-T|--initial-tab -N|--new-file -a|--text -p|--show-c-function -r|--recursive -d|--minimal "
+        "--strip-trailing-cr --suppress-common-lines --color[=WHEN] -x|--exclude=PAT -X|--exclude-from=FILE "
+        "-I|--ignore-matching-lines=RE -W|--width=NUM --label=LABEL",
         max_operands=2,
         trees=True,  # diff compares the files inside the directories it is given, even without -r
-        file_values=frozenset({"-X"}),
-        long=words_set(
-            "--brief --report-identical-files --unified --side-by-side --ignore-case "
-            "--ignore-all-space --ignore-space-change --ignore-blank-lines --text --recursive "
-            "--new-file --strip-trailing-cr --suppress-common-lines --color --expand-tabs "
-            "--initial-tab --minimal --show-c-function"
-        ),
-        long_valued=words_set("--unified --context --color --exclude --ignore-matching-lines --width --label"),
     ),
     "sort": Form(
-        flags="bdfghiMnRrsuVcCz",
-        valued="kt",
-        long=words_set(
-            "--numeric-sort --reverse --unique --human-numeric-sort --version-sort "
-            "--ignore-case --general-numeric-sort --stable --check --ignore-leading-blanks "
-            "--dictionary-order --month-sort --random-sort --zero-terminated"
-        ),
-        long_valued=words_set("--key --field-separator"),
+        "-b|--ignore-leading-blanks -d|--dictionary-order -f|--ignore-case -g|--general-numeric-sort "
+        "-h|--human-numeric-sort -i|--ignore-nonprinting -M|--month-sort -n|--numeric-sort -R|--random-sort "
+        "-r|--reverse -s|--stable -u|--unique -V|--version-sort -c|--check[=HOW] -C -z|--zero-terminated "
+        "-k|--key=KEYDEF -t|--field-separator=SEP"
     ),
     "uniq": Form(
-        flags="cdDiuz",
-        valued="fsw",
+        "-c|--count -d|--repeated -D --all-repeated[=METHOD] --group[=METHOD] -i|--ignore-case -u|--unique "
+        "-z|--zero-terminated -f|--skip-fields=N -s|--skip-chars=N -w|--check-chars=N",
         max_operands=1,  # a second operand would be written to
-        long=words_set("--count --repeated --unique --ignore-case --zero-terminated"),
-        long_valued=words_set("--skip-fields --skip-chars --check-chars --all-repeated --group"),
     ),
     "cut": Form(
-        flags="snz",
-        valued="bcdf",
-        long=words_set("--complement --only-delimited --zero-terminated"),
-        long_valued=words_set("--bytes --characters --delimiter --fields --output-delimiter"),
+        "-s|--only-delimited -n -z|--zero-terminated --complement -b|--bytes=LIST -c|--characters=LIST "
+        "-d|--delimiter=DELIM -f|--fields=LIST --output-delimiter=STRING"
     ),
-    "tr": Form(
-        flags="cCdst",
-        operands="text",
-        max_operands=2,
-        long=words_set("--complement --delete --squeeze-repeats --truncate-set1"),
-    ),
+    "tr": Form("-c|-C|--complement -d|--delete -s|--squeeze-repeats -t|--truncate-set1", operands="text",
+               max_operands=2),
     "echo": echo,
     "true": Form(operands="text"),
     "false": Form(operands="text"),
-    "pwd": Form(flags="LP", operands="text", max_operands=0),
+    "pwd": Form("-L -P", operands="text", max_operands=0),  # bash's builtin: no long options
     "date": date,
     "nl": Form(
-        flags="p",
-        valued="bdfhilnsvw",
-        long=words_set("--no-renumber"),
-        long_valued=words_set(
-            "--body-numbering --number-format --number-width --number-separator --starting-line-number --line-increment"
-        ),
+        "-p|--no-renumber -b|--body-numbering=STYLE -d|--section-delimiter=CC -f|--footer-numbering=STYLE "
+        "-h|--header-numbering=STYLE -i|--line-increment=NUMBER -l|--join-blank-lines=NUMBER "
+        "-n|--number-format=FORMAT -s|--number-separator=STRING -v|--starting-line-number=NUMBER "
+        "-w|--number-width=NUMBER"
     ),
     "file": Form(
-        flags="bhiLkN",
-        long=words_set("--brief --mime --mime-type --mime-encoding --no-dereference --dereference --keep-going"),
+        "-b|--brief -h|--no-dereference -i|--mime --mime-type --mime-encoding -L|--dereference -k|--keep-going "
+        "-N|--no-pad"
     ),
     "stat": Form(
-        flags="LftZ",
-        valued="c",
+        "-L|--dereference -f|--file-system -t|--terse -c|--format=FORMAT --printf=FORMAT",
         operands="list",
-        long=words_set("--dereference --file-system --terse"),
-        long_valued=words_set("--format --printf"),
     ),
     "du": Form(
-        flags="achksmbSx0",
-        valued="d",
+        "-a|--all -c|--total -h|--human-readable -k -s|--summarize -m -b|--bytes -S|--separate-dirs "
+        "-x|--one-file-system -0|--null --apparent-size --si -d|--max-depth=N --exclude=PATTERN "
+        "-t|--threshold=SIZE -B|--block-size=SIZE",
         operands="list",
-        long=words_set(
-            "--all --total --human-readable --summarize --apparent-size --bytes --separate-dirs --one-file-system --si"
-        ),
-        long_valued=words_set("--max-depth --exclude --threshold --block-size"),
     ),
     "tree": Form(
-        flags="adfiFnNpsughDCrtvxJQ",
-        valued="LIP",
+        "-a -d -f -i -F -n -N -p -s -u -g -h -D -C -r -t -v -x -J -Q --noreport --dirsfirst --du --prune "
+        "--matchdirs --ignore-case -L=LEVEL -I=PATTERN -P=PATTERN --filelimit=N --charset=X --sort=TYPE "
+        "--timefmt=FMT",
         operands="list",
-        long=words_set("--noreport --dirsfirst --du --prune --matchdirs --ignore-case"),
-        long_valued=words_set("--filelimit --charset --sort --timefmt"),
     ),
     "sed": sed,
     "git": git,

@@ -1,10 +1,19 @@
-"""git for the agent: the read-only subcommands, with every option that could write, run or leave refused."""
+"""git for the agent: the read-only subcommands, with every option that could write, run or leave refused.
+
+git's own option space is too large for an allowlist, so two tables say what matters: the
+options whose value names a file git reads (checked by the path rules, like any file the agent
+reads) and the options refused outright. Both are matched the way git matches them: git takes a
+unique prefix of a long option (`--exclude-f` is `--exclude-from`), a long option's value in the
+same word or the next one, and a short option's value in the rest of its cluster (`-ciX FILE`).
+Any word that git could read as one of these options is checked as that option.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from hooks.guard.options import option_table
 from hooks.guard.paths import Context, Refused, literal, readable
 from hooks.guard.shell import Word
 
@@ -16,16 +25,31 @@ def words_set(text: str) -> frozenset[str]:
 GIT_READS = words_set("log show diff status branch rev-parse ls-files blame")
 GIT_NETWORK = words_set("clone fetch pull push remote ls-remote submodule send-email request-pull archive daemon")
 GIT_GLOBAL = words_set("--no-pager -P")
-# Options that write files, run programs, read files by name or leave the repository. git
-# accepts abbreviations (`--out` for `--output`), so any prefix of these is refused as well,
-# except the complete options in GIT_EXACT.
-GIT_DENIED = words_set(
-    "--output --ext-diff --textconv --no-index --contents --ignore-revs-file --exec --open-files-in-pager "
-    "--upload-pack --git-dir --work-tree --config"
-)
-GIT_EXACT = words_set("--text")
-# Short options that read a file named in their value: blame -S <revs-file>, diff/log -O<orderfile>.
-GIT_FILE_FLAGS = {"blame": "S", "diff": "O", "log": "O", "show": "O"}
+# Per subcommand, every option whose value names a file git reads (git help of each, git 2.39), in the
+# option-table syntax of hooks/guard/commands.py. -L<range>:<file> of log and blame reads committed
+# content only, like `git show REV:FILE`.
+GIT_FILES = {
+    "ls-files": "-X|--exclude-from=FILE",
+    "blame": "-S|--ignore-revs-file=FILE --contents=FILE",
+    "diff": "-O=FILE",
+    "log": "-O=FILE",
+    "show": "-O=FILE",
+}
+# Refused in any spelling: options that write files, run programs or leave the repository ("*": every
+# subcommand), and the two file readers not worth supporting.
+GIT_REFUSED = {
+    "*": dict.fromkeys(
+        words_set(
+            "--output --ext-diff --textconv --no-index --exec --open-files-in-pager --upload-pack --git-dir "
+            "--work-tree --config"
+        ),
+        "it writes files, runs programs or leaves the repository",
+    ),
+    "ls-files": {"--exclude-per-directory": "it reads the file it names in every directory; use -X FILE"},
+    "rev-parse": {"--resolve-git-dir": "it reads the path it names, wherever it is"},
+}
+# Whole options that are also prefixes of a name above: git takes an exact name as itself.
+GIT_EXACT = words_set("--text --exclude --ignore-rev")
 GIT_BRANCH_LIST = words_set(
     "-a -r -v -vv -l --all --remotes --verbose --list --show-current --no-color --color "
     "--contains --no-contains --merged --no-merged --points-at --sort --format "
@@ -53,12 +77,7 @@ def git(ctx: Context, words: list[Word]) -> None:
             "the harness commits kept experiments and restores train.py itself"
         )
     options = rest[: rest.index("--")] if "--" in rest else rest
-    for option in (o.partition("=")[0] for o in options if o.startswith("--")):
-        if option not in GIT_EXACT and any(d.startswith(option) or option.startswith(d) for d in GIT_DENIED):
-            raise Refused(f"git {sub} {option} is not allowed: it writes files, runs programs or leaves the repository")
-    reader = GIT_FILE_FLAGS.get(sub)
-    if reader and any(o.startswith("-") and not o.startswith("--") and reader in o[1:] for o in options):
-        raise Refused(f"git {sub} -{reader} reads a file named in its value; it is not allowed")
+    check_options(ctx, sub, options)
     for operand in (a for a in rest if not a.startswith("-")):
         git_operand(ctx, sub, operand)
     if sub == "branch":
@@ -69,6 +88,36 @@ def git(ctx: Context, words: list[Word]) -> None:
                 "git branch may only list branches (-a, -r, -v, --list, --show-current...); "
                 "the harness creates and moves branches"
             )
+
+
+def check_options(ctx: Context, sub: str, options: list[str]) -> None:
+    """Refuse what GIT_REFUSED names; check the file of each GIT_FILES option with the path rules."""
+    refused = {**GIT_REFUSED["*"], **GIT_REFUSED.get(sub, {})}
+    files = option_table(GIT_FILES.get(sub, ""))
+    for i, word in enumerate(options):
+        following = options[i + 1] if i + 1 < len(options) else None
+        if word.startswith("--"):
+            key, eq, value = word.partition("=")
+            if key in GIT_EXACT:
+                continue
+            for name, why in refused.items():
+                if name.startswith(key) or key.startswith(name):  # an abbreviation, or a longer spelling
+                    raise Refused(f"git {sub} {key} is not allowed: {why}")
+            for name in (n for n in files if n.startswith("--") and n.startswith(key)):
+                git_file(ctx, sub, name, value if eq else following)
+        elif word.startswith("-"):
+            for j, c in enumerate(word[1:], 1):
+                if "-" + c in files:
+                    git_file(ctx, sub, "-" + c, word[j + 1 :] or following)
+
+
+def git_file(ctx: Context, sub: str, option: str, value: str | None) -> None:
+    if not value:
+        raise Refused(f"git {sub} {option} needs the file it reads")
+    try:
+        readable(ctx, value)
+    except Refused as e:
+        raise Refused(f"git {sub} {option} reads the file it names: {e}") from None
 
 
 def git_operand(ctx: Context, sub: str, operand: str) -> None:

@@ -1,7 +1,8 @@
 """Path rules: what the agent may read or list, and the arguments bash would make of a word.
 
 Everything resolves the way the OS will (symlinks, `..`, hard links); the sealed folders
-hold what the agent may never read: the held-out splits, git's internals, test-split scores.
+hold what the agent may never read: the held-out splits, git's internals, test-split scores,
+the scorer's raw output.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the ho
 if TYPE_CHECKING:
     from eval.config import ConfigError, Program
 
-SEALED = ("data", ".git", "runs/confirm")  # folders that hold what the agent may not read (see secret())
+SEALED = ("data", ".git", "runs/confirm", "runs/scorer")  # folders that hold what the agent may not read (see secret())
 MAX_MATCHES = 5000  # per call: a slow hook would time out, and a timed-out hook fails open
 
 
@@ -60,6 +61,9 @@ def secret(rel: Path) -> str | None:
         return "read .git through git log/show/diff/status, not directly"
     if parts[:2] == ("runs", "confirm"):
         return "runs/confirm/ holds test-split scores (./run.sh confirm), which the research loop must not see"
+    if parts[:2] == ("runs", "scorer"):
+        return ("runs/scorer/ holds the scorer's raw output, which saw the validation split; the verdict's reason "
+                "and runs/<id>/score.json say what it found")
     if (
         parts[:1] == ("data",)
         and len(parts) > 1

@@ -4,8 +4,9 @@ Everything is an allowlist kept in tables: TOOLS here (one rule per tool), COMMA
 (commands.py: the shell commands and their options), GIT_READS (git.py), the path rules
 (paths.py). When an experiment may start is the research engine's rule (eval/rules.py),
 consulted here. A denial always says why and what to do instead,
-because the reason is all the agent sees. decide() does no I/O beyond resolving paths and
-expanding globs, so tests can point it at any repository and any program.md.
+because the reason is all the agent sees. decide() does no I/O beyond resolving paths,
+expanding globs and reading the file an edit would change (for the size caps), so tests can
+point it at any repository and any program.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.record.text import refusal
 from hooks.guard import shell
 from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, Form, unknown
 from hooks.guard.paths import Context, Refused, literal, readable, resolve, resolved
@@ -28,7 +30,11 @@ if TYPE_CHECKING:
 EDITABLE = ("train.py", "scratchpad.md")
 MAX_COMMAND = 4000
 MAX_HYPOTHESIS = 300
-INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# An edited file after the edit: train.py is ~7 KB and a long loop's scratchpad.md some tens of KB. More is
+# data or weights pasted into code, or a log, which the sandbox and the harness provide instead.
+MAX_EDITED_BYTES = 256_000
+MAX_LINE = 4_000  # characters in one line an edit makes: no code or note line is longer
+SUBAGENTS = ("Task", "Agent")  # their calls are decided by this guard too (tests/test_guard_e2e.py)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Decision:
     decision: str  # "allow" or "deny"
     reason: str
     updated_input: dict | None = None  # replaces the whole tool input when set
+    experiment: bool = False  # an allowed ./run.sh experiment run: the PreToolUse hook notes when it began
 
 
 def allow(reason: str, updated_input: dict | None = None) -> Decision:
@@ -80,6 +87,8 @@ def run_form(words: list[Word]) -> str:
     args = [literal(w) for w in words]
     if args == ["status"]:
         return "status"
+    if len(args) == 2 and args[0] == "-m" and (why := refusal(args[1], "the hypothesis")):
+        raise Refused(why)  # it would go into commit messages and the ledger
     if not args or (len(args) == 2 and args[0] == "-m" and valid_hypothesis(args[1])):
         return "experiment"
     raise Refused(
@@ -89,7 +98,7 @@ def run_form(words: list[Word]) -> str:
 
 
 def valid_hypothesis(text: str) -> bool:
-    return len(text.strip()) > 0 and len(text) <= MAX_HYPOTHESIS and "\n" not in text
+    return len(text.strip()) > 0 and len(text) <= MAX_HYPOTHESIS
 
 
 def invalid_program(error: Exception) -> str:
@@ -105,8 +114,9 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
         return deny("Bash needs a command")
     if len(command) > MAX_COMMAND:
         return deny(f"the command is {len(command)} characters long; the limit is {MAX_COMMAND}")
-    if INVISIBLE.search(command):
-        return deny("control, zero-width and bidirectional characters are not allowed in commands")
+    why = refusal(command, "the command", allowed="\t\n")
+    if why:
+        return deny(why)
     if not ctx.cwd.is_relative_to(ctx.repo):
         return deny(f"the shell is in {ctx.cwd}, outside the repository {ctx.repo}; commands run in the repository")
     try:
@@ -140,12 +150,12 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
             return deny(invalid_program(ctx.program))
         from eval import rules  # here: only experiment runs pay for the ledger
 
-        refusal = rules.run_refusal(ctx.repo, ctx.program)
-        if refusal:
-            return deny(refusal)
+        refused = rules.run_refusal(ctx.repo, ctx.program)
+        if refused:
+            return deny(refused)
         timeout = rules.run_timeout_ms(ctx.program)
         updated = {k: v for k, v in tool_input.items() if k != "run_in_background"} | {"timeout": timeout}
-        return allow(f"experiment run (timeout {timeout // 1000} s, foreground)", updated)
+        return Decision("allow", f"experiment run (timeout {timeout // 1000} s, foreground)", updated, experiment=True)
     if tool_input.get("run_in_background"):
         return deny("background commands are not allowed; run it in the foreground")
     return allow("read-only command inside the repository")
@@ -156,15 +166,88 @@ def read(tool_input: dict, ctx: Context) -> Decision:
     return allow("read inside the repository")
 
 
-def edit(tool_input: dict, ctx: Context) -> Decision:
+def editable(tool_input: dict, ctx: Context) -> tuple[Path, Path]:
+    """The file an Edit/Write/MultiEdit changes, (path, relative path); refused unless it is editable."""
     value = tool_input.get("file_path")
     path, rel = resolve(ctx, value)
-    if path in [ctx.repo / name for name in EDITABLE]:
-        return allow(f"{rel} is editable")
-    raise Refused(
-        f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
-        "scratchpad.md; everything else is the harness"
-    )
+    if path not in [ctx.repo / name for name in EDITABLE]:
+        raise Refused(
+            f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
+            "scratchpad.md; everything else is the harness"
+        )
+    return path, rel
+
+
+def current_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    except OSError as e:
+        raise Refused(f"{path.name} cannot be read ({e.strerror}), so the size of the edit cannot be checked") from None
+
+
+def replaced(text: str, change: object) -> str:
+    """`text` after one Edit-shaped change {old_string, new_string, replace_all?}, as Claude Code applies it."""
+    if not isinstance(change, dict):
+        raise Refused("each edit must be an object with old_string and new_string")
+    old, new = change.get("old_string"), change.get("new_string")
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise Refused("old_string and new_string must be strings")
+    return text.replace(old, new) if change.get("replace_all") else text.replace(old, new, 1)
+
+
+def sized(rel: Path, before: str, after: str) -> Decision:
+    """Allow the change unless it grows the file past MAX_EDITED_BYTES or makes a line longer than MAX_LINE."""
+    size = len(after.encode("utf-8", errors="replace"))
+    if size > MAX_EDITED_BYTES and size > len(before.encode("utf-8", errors="replace")):
+        raise Refused(
+            f"{rel} would be {size:,} bytes after this change; the cap is {MAX_EDITED_BYTES:,} bytes. train.py is "
+            "code: no pasted data or weights (the sandbox hands it the training split); scratchpad.md is notes: "
+            "summarize older entries instead of appending logs"
+        )
+    long = [line for line in set(after.splitlines()) - set(before.splitlines()) if len(line) > MAX_LINE]
+    if long:
+        raise Refused(
+            f"this change makes a line of {max(map(len, long)):,} characters in {rel}; the cap is {MAX_LINE:,} "
+            "characters per line: split it over several lines"
+        )
+    return allow(f"{rel} is editable")
+
+
+def edit(tool_input: dict, ctx: Context) -> Decision:
+    path, rel = editable(tool_input, ctx)
+    before = current_text(path)
+    return sized(rel, before, replaced(before, tool_input))
+
+
+def multi_edit(tool_input: dict, ctx: Context) -> Decision:
+    path, rel = editable(tool_input, ctx)
+    edits = tool_input.get("edits")
+    if not isinstance(edits, list):
+        raise Refused("MultiEdit needs a list of edits")
+    before = after = current_text(path)
+    for change in edits:
+        after = replaced(after, change)
+    return sized(rel, before, after)
+
+
+def write(tool_input: dict, ctx: Context) -> Decision:
+    path, rel = editable(tool_input, ctx)
+    content = tool_input.get("content")
+    if not isinstance(content, str):
+        raise Refused("Write needs the file's content as a string")
+    return sized(rel, current_text(path), content)
+
+
+def subagent(tool_input: dict, ctx: Context) -> Decision:
+    """Subagents work in this repository under this guard; an isolation would take them elsewhere."""
+    isolation = tool_input.get("isolation")
+    if isolation is not None:
+        raise Refused(
+            f"subagents may not run with isolation {isolation!r}: 'worktree' makes Claude Code create a git "
+            "worktree and branch (git belongs to the harness) and 'remote' runs outside this guard; leave "
+            "`isolation` out: the subagent then works in this repository under the same rules"
+        )
+    return allow("subagents run under this same guard")
 
 
 def web_phase(ctx: Context) -> tuple[str, ...]:
@@ -233,8 +316,6 @@ def refuse(reason: str) -> Callable[[dict, Context], Decision]:
 
 NO_SCHEDULING = "scheduling is not part of the research loop: keep looping yourself"
 PERMITTED = {  # tools allowed whatever their input (settings.json pre-approves them too)
-    "Task": "subagents run under this same guard",
-    "Agent": "subagents run under this same guard",
     "TodoWrite": "a to-do list changes no files",
     "TaskOutput": "reads the output of the agent's own background task",
     "BashOutput": "reads the output of the agent's own background task",
@@ -245,11 +326,12 @@ TOOLS: dict[str, Callable[[dict, Context], Decision]] = {
     "Bash": bash,
     "Read": read,
     "Edit": edit,
-    "Write": edit,
-    "MultiEdit": edit,
+    "Write": write,
+    "MultiEdit": multi_edit,
     "NotebookEdit": refuse("notebooks are not part of the research loop; edit train.py"),
     "WebFetch": web_fetch,
     "WebSearch": web_search,
+    **{name: subagent for name in SUBAGENTS},
     **{name: permit(reason) for name, reason in PERMITTED.items()},
     "CronCreate": refuse(NO_SCHEDULING),
     "CronDelete": refuse(NO_SCHEDULING),

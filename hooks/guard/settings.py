@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, Form
 from hooks.guard.git import GIT_READS
-from hooks.guard.policy import EDITABLE, PERMITTED, RUN_FORMS
+from hooks.guard.policy import EDITABLE, PERMITTED, RUN_FORMS, SUBAGENTS
 
 SETTINGS = Path(__file__).resolve().parents[2] / ".claude" / "settings.json"
 BARE = IMPLICIT_CWD | {"pwd", "date"}  # commands that mean something with no argument at all
@@ -37,6 +37,7 @@ def allow_rules() -> list[str]:
         "Read",
         *(f"Bash({form})" for form in RUN_FORMS),
         *(f"Bash({rule})" for name in COMMANDS for rule in bash_rules(name)),
+        *SUBAGENTS,
         *PERMITTED,
     ]
 

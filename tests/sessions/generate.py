@@ -1,7 +1,7 @@
 """Regenerate the bundled sessions: `.venv/bin/python -m tests.sessions.generate [NAME ...]`.
 
 No model is available here, so each session is the real Claude Code CLI driven by scripted
-turns (hooks/messages_server.py) in a scratch harness repo with real sandboxed training: the
+turns (loop/messages_server.py) in a scratch harness repo with real sandboxed training: the
 CLI writes the transcript in its own format, the SessionStart hook the start state, the
 SessionEnd hook copies the transcript to sessions/; both land here as NAME.jsonl and
 NAME.start.json. Training is real, so the recorded numbers differ from one generation to
@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from replay.messages_server import MessagesServer
+from loop.messages_server import MessagesServer
 from tests.claude_cli import run_claude
 from tests.conftest import REPO, build_repo, make_corpus
 from tests.test_sandbox import TINY_BIGRAM

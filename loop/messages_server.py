@@ -15,7 +15,7 @@ the first system block, racing the main loop. Only main-loop requests consume th
 script; subagent and side requests (no `tools` list: titles, quota probes) get a short
 text turn, so the script stays one turn per step of the main loop whatever else runs.
 
-Standalone: `python -m replay.messages_server SCRIPT.json [--port N]`, where the file
+Standalone: `python -m loop.messages_server SCRIPT.json [--port N]`, where the file
 holds a JSON list of turns, each a list of content blocks:
 `{"type": "text", "text": ...}` or `{"type": "tool_use", "name": ..., "input": {...}}`.
 """
