@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from eval import config
-from eval.data import DataError, freeze
+from eval.data import DataError, freeze, hidden
 from eval.record import history, ledger
 from eval.scoring import tabular
 
@@ -372,6 +372,7 @@ def adopt(repo: Path, script: Path, metric: str, direction: str, data: Path, tar
         raise AdoptError(f"{data}: cannot read it: {e}") from None
     tabular.check_target(header, rows, column, tabular.METRICS[name][0], str(data))
     blobs, manifest = tabular.split_table(header, rows, column, str(data.resolve()))
+    manifest["hidden"] = hidden([data])  # the table's rows are the held-out ones too: training must not see it
     adapted = adapt(source, data, len(header) - 1)
     options = {"metric": name, "target": header[column]}
     program = program_text(repo, script, metric, direction, "eval.scoring.tabular:score", options, budget)

@@ -5,6 +5,12 @@ every machine with Python. Each file goes to one split by a hash of its relative
 so the split does not depend on file order, dates or the machine. The splits are written
 as raw bytes (files joined by a NUL byte, which never occurs in text) next to a manifest
 whose hash every metrics.json records. Frozen data is never replaced silently.
+
+Python needs its standard library to run, so the training sandbox mounts it: a train.py that
+reran this split rule there would rebuild val and test. So the default corpus draws its
+held-out files only from packages no training run imports (HIDDEN_PACKAGES), which every
+training sandbox shows empty; all other files train. Every manifest says where its held-out
+text came from (`hidden`), and eval/heldout.py hides that and proves it hidden.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ from pathlib import Path
 
 from eval.record.runs import atomic_write
 
-SPLITS = {"train": 900, "val": 950, "test": 1000}  # cumulative per-mille of files, by path hash
+SPLITS = {"train": 900, "val": 950, "test": 1000}  # --corpus: cumulative per-mille of files, by path hash
+# The default corpus: the stdlib packages its held-out files come from, hidden from training
+# (none is imported by torch or a training run), and how their files split; every other file trains.
+HIDDEN_PACKAGES = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3")
+HIDDEN_SPLITS = {"train": 600, "val": 800, "test": 1000}
+MIN_HELDOUT_BYTES = 256 * 1024  # per held-out split of the default corpus: 4x what the default evaluator scores
 SEPARATOR = b"\x00"
 SKIP_PARTS = {"site-packages", "__pycache__", ".git"}
 MANIFEST = "manifest.json"
@@ -39,26 +50,41 @@ def corpus_files(root: Path, pattern: str) -> list[Path]:
     return sorted(files, key=lambda f: f.relative_to(root).as_posix())
 
 
-def split_of(relpath: str) -> str:
+def split_of(relpath: str, splits: dict[str, int] = SPLITS) -> str:
     bucket = int.from_bytes(hashlib.sha256(relpath.encode()).digest()[:4], "big") % 1000
-    return next(name for name, upper in SPLITS.items() if bucket < upper)
+    return next(name for name, upper in splits.items() if bucket < upper)
 
 
-def build_splits(root: Path, pattern: str) -> dict[str, list[tuple[str, bytes]]]:
+def stdlib_split_of(relpath: str) -> str:
+    """The default corpus: only the hidden packages' files may be held out."""
+    return split_of(relpath, HIDDEN_SPLITS) if relpath.split("/")[0] in HIDDEN_PACKAGES else "train"
+
+
+def hidden(paths: list[Path] | tuple[Path, ...] = (), stdlib_packages: tuple[str, ...] = ()) -> dict:
+    """The manifest's account of where the held-out text came from: what training must not see.
+
+    paths: files or directories (resolved); stdlib_packages: package names hidden in every Python
+    the sandbox mounts (a second interpreter under /usr holds its own copy of the same files).
+    """
+    return {"paths": sorted(str(Path(p).resolve()) for p in paths), "stdlib_packages": list(stdlib_packages)}
+
+
+def build_splits(root: Path, pattern: str, rule=split_of) -> dict[str, list[tuple[str, bytes]]]:
     splits: dict[str, list[tuple[str, bytes]]] = {name: [] for name in SPLITS}
     for f in corpus_files(root, pattern):
         content = f.read_bytes()
         if SEPARATOR in content:  # binary file: not text
             continue
         rel = f.relative_to(root).as_posix()
-        splits[split_of(rel)].append((rel, content))
+        splits[rule(rel)].append((rel, content))
     empty = [name for name, docs in splits.items() if not docs]
     if empty:
         raise DataError(f"corpus {root} is too small: no files landed in split(s) {empty}; give more files")
     return splits
 
 
-def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs: dict[str, bytes]) -> dict:
+def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs: dict[str, bytes],
+                 held_out_from: dict) -> dict:
     entries = {
         name: {
             "file": f"{name}.bin",
@@ -69,7 +95,7 @@ def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs:
         for name, docs in splits.items()
     }
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-    return {"source": source, "separator": "NUL", "splits": entries, "hash": digest}
+    return {"source": source, "separator": "NUL", "splits": entries, "hash": digest, "hidden": held_out_from}
 
 
 def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", force: bool = False) -> dict:
@@ -77,11 +103,32 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
     root = corpus or default_corpus()
     if not root.is_dir():
         raise DataError(f"corpus directory {root} does not exist")
-    pattern = "*.py" if corpus is None else pattern
-    splits = build_splits(root, pattern)
+    if corpus is None:
+        packages = [root / p for p in HIDDEN_PACKAGES if (root / p).is_dir()]
+        splits, held_out_from = build_splits(root, "*.py", stdlib_split_of), hidden(packages, HIDDEN_PACKAGES)
+        check_hideable(root, packages, splits)
+        source = f"python-stdlib {sys.version.split()[0]}"
+    else:
+        splits, held_out_from, source = build_splits(root, pattern), hidden([root]), f"corpus {root.resolve()}"
     blobs = {name: SEPARATOR.join(content for _, content in docs) for name, docs in splits.items()}
-    source = f"python-stdlib {sys.version.split()[0]}" if corpus is None else f"corpus {root.resolve()}"
-    return freeze(data_dir, blobs, manifest_for(splits, source, blobs), force)
+    return freeze(data_dir, blobs, manifest_for(splits, source, blobs, held_out_from), force)
+
+
+def check_hideable(root: Path, packages: list[Path], splits: dict[str, list[tuple[str, bytes]]]) -> None:
+    """Enough held-out text in the packages the sandbox hides, or say what to install or pass instead."""
+    sizes = {name: sum(len(content) for _, content in splits[name]) for name in ("val", "test")}
+    small = {name: size for name, size in sizes.items() if size < MIN_HELDOUT_BYTES}
+    if small:
+        v = f"{sys.version_info.major}.{sys.version_info.minor}"
+        found = ", ".join(f"{p.name} {sum(f.stat().st_size for f in p.rglob('*.py')) // 1024} KB"
+                          for p in packages) or "none of them is installed"
+        raise DataError(
+            f"the standard library at {root} holds too little text in the packages the training sandbox hides "
+            f"({', '.join(HIDDEN_PACKAGES)}; here: {found}): "
+            + ", ".join(f"{n} would get {b // 1024} KB" for n, b in small.items())
+            + f", and a held-out split needs {MIN_HELDOUT_BYTES // 1024} KB. Install them (Debian: "
+            f"libpython{v}-testsuite, idle-python{v}, python3-tk) or prepare your own text: "
+            "./run.sh prepare --corpus DIR")
 
 
 def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool = False) -> dict:
@@ -93,7 +140,9 @@ def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool 
         if existing.get("hash") == manifest["hash"]:
             problems = verify(data_dir, existing)
             if not problems:
-                return existing
+                if existing != manifest:  # the same data, from another place: only its account changes
+                    write_manifest(data_dir, manifest)
+                return manifest
             raise DataError(f"the frozen data no longer matches its manifest: {'; '.join(problems)}."
                             " Restore it, or pass --force to rebuild it from the corpus.")
         raise DataError(
@@ -104,8 +153,12 @@ def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool 
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, blob in blobs.items():
         atomic_write(data_dir / f"{name}.bin", blob)
-    atomic_write(existing_path, json.dumps(manifest, indent=2) + "\n")  # last: a manifest means the splits are complete
+    write_manifest(data_dir, manifest)  # last: a manifest means the splits are complete
     return manifest
+
+
+def write_manifest(data_dir: Path, manifest: dict) -> None:
+    atomic_write(data_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def verify(data_dir: Path, manifest: dict) -> list[str]:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from eval import config
+from eval import config, heldout
 from eval.clock import START_CAP_S, Clock
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
@@ -31,13 +31,11 @@ from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
 from sandbox.heartbeat import Heartbeat
-from sandbox.job import Control, Job, Mount, Result, SandboxFailed
+from sandbox.job import SANDBOX_ENV, Control, Job, Mask, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
 REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
                  "final_loss": float}
-SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "PATH": "/usr/bin:/bin"}
 # train.py's own logs stay in /out (kept as runs/<id>/out/): W&B writes offline there instead of trying the
 # network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
 OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
@@ -55,15 +53,17 @@ class Measure(Protocol):
                  hypothesis: str, budget: float, seed: int, unsafe: bool = False) -> dict: ...
 
 
-def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int) -> Job:
-    """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop."""
+def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int,
+                 masks: tuple[Mask, ...] | None = None) -> Job:
+    """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop.
+    masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out."""
     task = program.task
     return Job(
         argv=[python_executable(), "/harness/launch.py", "/code/train.py"],
-        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", "/data/train.bin"),
+        mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", heldout.TRAIN_DATA),
                 Mount(LAUNCHER, "/harness/launch.py")],
         env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
-             "AUTORESEARCH_DATA": "/data/train.bin", "AUTORESEARCH_OUT": "/out",
+             "AUTORESEARCH_DATA": heldout.TRAIN_DATA, "AUTORESEARCH_OUT": "/out",
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
         timeout_s=START_CAP_S + budget + task.grace_seconds,
         limits=program.limits,
@@ -71,6 +71,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         workdir="/out",
         gpu=has_gpu(),
         owner=str(run_dir.resolve()),
+        masks=heldout.masks(load_manifest(data_dir)) if masks is None else masks,
     )
 
 
@@ -209,13 +210,14 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     data_dir = repo / "data"
     manifest = load_manifest(data_dir)
     backend = select_backend(unsafe)
+    say = echo or (lambda s: print(s, flush=True))
+    masks = heldout.ensure(data_dir, manifest, backend, say)  # refuses while held-out text is visible there
     task = program.task
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed
     run_id, run_dir = trial or new_run_dir(repo / RUNS)
     shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
-    say = echo or (lambda s: print(s, flush=True))
     say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed}); "
         f"its output goes to {trial_path(run_id)}/train.log")
 
@@ -234,7 +236,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
                     clock.started(control)
 
                 try:
-                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed),
+                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks),
                                         beat.sink(clock.watch(sink)), started)
                 finally:
                     clock.finish()

@@ -1,10 +1,11 @@
 """The bubblewrap fallback, for hosts with no Docker engine.
 
 What it gives, like Docker: no network (all namespaces unshared), a read-only view of only
-the mounted paths, an unprivileged uid, no capabilities, a new session, death with the
-harness, the wall-clock kill, a size-capped /tmp. What it gives less well: memory through
-RLIMIT_AS (off with a GPU, where CUDA reserves large address space), the output cap watched
-from outside plus RLIMIT_FSIZE per file. What it lacks: a pids limit and a cgroup memory limit.
+the mounted paths (the job's masks shown empty), an unprivileged uid, no capabilities, a new
+session, death with the harness, the wall-clock kill, a size-capped /tmp. What it gives less
+well: memory through RLIMIT_AS (off with a GPU, where CUDA reserves large address space), the
+output cap watched from outside plus RLIMIT_FSIZE per file. What it lacks: a pids limit and a
+cgroup memory limit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable, Started
@@ -39,7 +41,8 @@ class BwrapBackend:
     def __init__(self):
         self.bwrap = available()
 
-    def command(self, job: Job) -> list[str]:
+    def command(self, job: Job, empty_file: Path) -> list[str]:
+        """The bwrap argv; empty_file (a host file of no bytes) is shown over each masked file."""
         mounts, links = system_layout()
         argv = [self.bwrap, "--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID),
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
@@ -48,6 +51,9 @@ class BwrapBackend:
             argv += ["--symlink", target, f"/{name}"]
         for m in mounts + python_mounts() + job.mounts:
             argv += ["--bind" if m.writable else "--ro-bind", str(m.host), m.target]
+        for m in job.masks:  # after the mounts they lie in: bwrap mounts in argument order
+            argv += ["--tmpfs", m.target, "--remount-ro", m.target] if m.directory else \
+                ["--ro-bind", str(empty_file), m.target]
         if job.out_dir is not None:
             argv += ["--bind", str(job.out_dir), "/out"]
         argv += ["--remount-ro", "/"]
@@ -56,4 +62,7 @@ class BwrapBackend:
         return argv + ["--chdir", job.workdir, "--", *job.argv]
 
     def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
-        return run_process(self.command(job), dict(os.environ), Path("/"), job, sink, started)
+        with tempfile.TemporaryDirectory(prefix="autoresearch-bwrap-") as tmp:
+            empty = Path(tmp) / "empty"
+            empty.touch(mode=0o444)
+            return run_process(self.command(job, empty), dict(os.environ), Path("/"), job, sink, started)

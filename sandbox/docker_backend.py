@@ -20,6 +20,7 @@ from pathlib import Path
 import docker
 import requests
 from docker.types import DeviceRequest, LogConfig
+from docker.types import Mount as DockerMount
 
 from sandbox.image import ensure_image
 from sandbox.job import (
@@ -35,7 +36,7 @@ from sandbox.job import (
     Started,
     Usage,
 )
-from sandbox.runtime import python_executable, python_mounts, system_layout
+from sandbox.runtime import python_executable, runtime_mounts
 
 LABEL = "autoresearch.sandbox"
 API_TIMEOUT = 120
@@ -47,6 +48,7 @@ USAGE_FILES = ("cpuacct/cpuacct.usage", "cpu.stat", "memory/memory.usage_in_byte
                "memory/memory.stat", "memory.stat")
 # What a dead or dying engine raises: API errors, and refused or cut connections to its socket.
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+HIDDEN_DIR = "ro,size=4k,mode=0555"  # the tmpfs shown over a masked directory: empty, read-only
 TAR_OUT = "import sys, tarfile\nwith tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t: t.add('/out', 'out')"
 
 
@@ -93,8 +95,12 @@ class DockerBackend:
         self.image = ensure_image(self.client)
 
     def container_config(self, job: Job) -> dict:
-        mounts = system_layout()[0] + python_mounts() + job.mounts
+        mounts = runtime_mounts() + job.mounts
         volumes = {str(m.host): {"bind": m.target, "mode": "rw" if m.writable else "ro"} for m in mounts}
+        # Masks lie inside those mounts; the engine mounts parents before children.
+        hidden_dirs = {m.target: HIDDEN_DIR for m in job.masks if m.directory}
+        hidden_files = [DockerMount(m.target, "/dev/null", type="bind", read_only=True)
+                        for m in job.masks if not m.directory]
         limits = job.limits
         memory = f"{int(limits.memory_gb * 1024)}m"
         config = dict(
@@ -112,8 +118,10 @@ class DockerBackend:
             tmpfs={
                 "/out": f"size={limits.output_mb}m,uid={UID},gid={UID},mode=0700",
                 "/tmp": f"size={TMP_MB}m,uid={UID},gid={UID},mode=0700",
+                **hidden_dirs,
             },
             volumes=volumes,
+            mounts=hidden_files,
             ipc_mode="private",
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             labels={LABEL: job.owner},

@@ -9,6 +9,8 @@ from pathlib import Path
 UID = 1000  # the unprivileged user that runs untrusted code in every backend
 TMP_MB = 512  # the private /tmp, capped like the output dir
 MAX_OUT_FILES = 1000  # entries in the output dir: many empty files fit any byte cap
+SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "PATH": "/usr/bin:/bin"}  # what every sandboxed Python starts with
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Mask:
+    """A path inside the sandbox shown empty: a directory as an empty read-only one, a file as an empty file."""
+
+    target: str
+    directory: bool = True
+
+
+@dataclass(frozen=True)
 class Job:
     """One sandboxed process: argv run with mounts and env, killed at timeout_s."""
 
@@ -42,6 +52,7 @@ class Job:
     workdir: str = "/tmp"
     gpu: bool = False
     owner: str = ""  # who started it (the run dir): labels its container, so leftovers can be traced
+    masks: tuple[Mask, ...] = ()  # what the runtime mounts show that this job must not see (eval/heldout.py)
 
 
 @dataclass

@@ -37,6 +37,11 @@ def python_mounts() -> list[Mount]:
     return mounts
 
 
+def runtime_mounts() -> list[Mount]:
+    """Everything every sandbox mounts besides its job's own paths, at the same path inside."""
+    return system_layout()[0] + python_mounts()
+
+
 def python_executable() -> str:
     """The interpreter by a path that python_mounts() makes valid inside the sandbox."""
     if sys.prefix != sys.base_prefix:  # a venv: keep its bin/python so site-packages is found

@@ -1,7 +1,8 @@
 """No sandbox at all: only with the explicit --unsafe-no-sandbox flag, for trusted code.
 
 train.py then runs as a plain host process with the harness's rlimits and wall clock;
-it could read the validation split, reach the network and write anywhere this user can.
+it could read the validation split, reach the network and write anywhere this user can. It
+cannot hide anything, so it refuses a job that asks for masks.
 The sandbox paths of the job (/code, /data, /out, ...) are mapped to their host paths.
 """
 
@@ -11,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from sandbox.job import Job, OutputSink, Result, Started
+from sandbox.job import Job, OutputSink, Result, SandboxUnavailable, Started
 from sandbox.process import run_process
 
 
@@ -32,6 +33,9 @@ class UnsafeBackend:
     name = "unsafe"
 
     def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:
+        if job.masks:
+            raise SandboxUnavailable(f"the unsafe backend cannot hide {', '.join(m.target for m in job.masks)}: "
+                                     "start a Docker engine or install bubblewrap")
         paths = sandbox_to_host(job)
 
         def host(value: str) -> str:

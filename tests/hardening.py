@@ -90,6 +90,19 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_sleeping_through_start_up_and_forging_the_marker_do_not_move_the_clock",
         "test_training_in_the_export_window_is_overtime", "test_compute_hidden_in_a_child_process_is_counted",
     ),
+    "held-out data: invisible to training, proven by a scan": (
+        "test_rerunning_the_split_rule_in_the_sandbox_rebuilds_no_held_out_file",
+        "test_known_held_out_lines_are_nowhere_in_the_visible_standard_libraries",
+        "test_hidden_modules_cannot_be_imported_nor_their_bytecode_read",
+        "test_the_system_pythons_copies_are_hidden_too",
+        "test_the_held_out_check_passes_on_the_default_corpus_and_is_kept",
+        "test_the_rebuild_attack_finds_nothing_under_bubblewrap",
+        "test_a_symlink_into_a_hidden_package_leads_to_its_empty_mask",
+        "test_a_visible_copy_of_held_out_text_fails_the_check_and_training_is_refused",
+        "test_a_corpus_the_sandbox_can_see_is_masked_where_it_shows",
+        "test_data_frozen_by_the_old_split_rule_is_refused_by_the_scan",
+        "test_unsafe_mode_says_plainly_that_nothing_is_hidden",
+    ),
 }
 BY_FUNCTION = {name: category for category, names in CATEGORIES.items() for name in names}
 GIT = "git: push, reset, amend, refs"

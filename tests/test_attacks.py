@@ -12,11 +12,14 @@ A test that fails here is a hole: it asserts the safe behaviour the harness does
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -28,7 +31,17 @@ import pytest
 import torch
 
 from commands import experiment as commands_experiment
-from eval import config, experiment
+from eval import config, experiment, heldout, trial
+from eval.data import (
+    HIDDEN_PACKAGES,
+    SEPARATOR,
+    build_splits,
+    default_corpus,
+    freeze,
+    load_manifest,
+    manifest_for,
+    prepare,
+)
 from eval.record import history, ledger
 from eval.record.logsink import LOG_CAP, TAIL, LogSink
 from eval.scoring import archive
@@ -37,8 +50,11 @@ from eval.scoring.score import MARKER
 from eval.trial import parse_score, run_trial, score_job
 from hooks.guard import paths, policy
 from sandbox import docker_backend
-from sandbox.job import TMP_MB, Mount
+from sandbox.backends import backend
+from sandbox.job import TMP_MB, Job, Mask, Mount
+from sandbox.runtime import runtime_mounts
 from tests.conftest import TEST_FRONT_MATTER, build_repo
+from tests.test_heldout import long_corpus
 from tests.test_policy import PROGRAM, answer, event, hook, hook_repo  # noqa: F401 - hook_repo is a fixture
 from tests.test_sandbox import TINY_BIGRAM
 from tests.test_sandbox import run as sandbox_run
@@ -2092,3 +2108,224 @@ def test_compute_hidden_in_a_child_process_is_counted(repo, monkeypatch):
         "os.wait()\ntable.load_state_dict(torch.load('/tmp/state.pt'))\nexport()\n")
     metrics = sandbox_run(repo, hidden)
     assert_overtime(metrics, repo)
+
+
+# ====================================================================== held-out data: invisible to training, proven
+# Found (fixed): the default corpus (the stdlib, split by path hash) was mounted in every training sandbox because
+# Python needs it; a train.py that reran prepare's split rule rebuilt val.bin and test.bin byte for byte, memorised
+# their windows and was kept (val_bpb 0.33 against 6.09), and confirm said HOLDS. Now the held-out files come only
+# from packages every training sandbox shows empty (eval/data.py), in every Python it mounts, and a scan of the
+# whole sandbox (eval/heldout.py) must find no held-out text before anything trains.
+
+HELDOUT_PROBE = r"""
+import glob, hashlib, importlib, json, os, sysconfig
+KNOWN = set(@KNOWN@)  # sha256 of held-out lines the test knows: what a leak would show
+HIDDEN = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3")
+def bucket(rel):
+    return int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "big") % 1000
+def held_out(rel):  # prepare's rules, rerun: the old one (any file, 90/5/5) and today's (hidden packages, 60/20/20)
+    return bucket(rel) >= 900 or (rel.split("/")[0] in HIDDEN and bucket(rel) >= 600)
+stdlibs = sorted({os.path.realpath(p) for p in [sysconfig.get_paths()["stdlib"], *glob.glob("/usr/lib/python3*"),
+                                                 *glob.glob("/usr/local/lib/python3*")] if os.path.isdir(p)})
+seen = {"stdlibs": stdlibs, "rebuilt": [], "from_hidden": [], "known": [], "listed": {}, "pyc": [], "imports": {}}
+for lib in stdlibs:
+    for top, dirs, files in os.walk(lib):
+        dirs[:] = [d for d in dirs if d not in ("site-packages", "dist-packages")]
+        for name in files:
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, lib)
+            try:
+                data = open(path, "rb").read()
+            except OSError:
+                continue
+            if name.endswith(".py") and held_out(rel):
+                seen["rebuilt"].append(hashlib.sha256(data).hexdigest())
+                if rel.split("/")[0] in HIDDEN:
+                    seen["from_hidden"].append(path)
+            hits = {hashlib.sha256(l.strip()).hexdigest() for l in data.split(b"\n")} & KNOWN
+            if hits:
+                seen["known"].append([path, len(hits)])
+    for pkg in HIDDEN:
+        if os.path.isdir(os.path.join(lib, pkg)):
+            seen["listed"][os.path.join(lib, pkg)] = os.listdir(os.path.join(lib, pkg))
+        seen["pyc"] += glob.glob(os.path.join(lib, pkg, "**", "*.pyc"), recursive=True)
+for module in ("idlelib.pyshell", "lib2to3.pytree", "test.support", "tkinter.dnd", "turtledemo.clock"):
+    try:
+        importlib.import_module(module)
+        seen["imports"][module] = "imported"
+    except Exception as e:
+        seen["imports"][module] = type(e).__name__
+json.dump(seen, open(os.environ["AUTORESEARCH_OUT"] + "/probe.json", "w"))
+"""
+
+
+def known_lines(data_dir: Path, per_split: int = 20) -> dict[str, list[bytes]]:
+    """A few long lines of each held-out split that train lacks: a train.py that read them would show them."""
+    train = heldout.text_lines((data_dir / "train.bin").read_bytes())
+    return {name: sorted(heldout.text_lines((data_dir / f"{name}.bin").read_bytes()) - train)[:per_split]
+            for name in heldout.HELD_OUT}
+
+
+def held_out_docs(data_dir: Path) -> set[str]:
+    """sha256 of each held-out file that says something (an empty __init__.py is everywhere)."""
+    return {hashlib.sha256(doc).hexdigest() for name in heldout.HELD_OUT
+            for doc in (data_dir / f"{name}.bin").read_bytes().split(b"\0") if len(doc) >= heldout.MIN_LINE}
+
+
+@pytest.fixture(scope="module")
+def stdlib_repo(tmp_path_factory) -> dict:
+    """A harness repo on the default corpus, its held-out check run afresh (a full scan), then the rebuild attack."""
+    root = build_repo(tmp_path_factory.mktemp("heldout") / "repo", None)
+    t0 = time.monotonic()
+    check = heldout.run_check(root / "data", load_manifest(root / "data"), backend("docker"))
+    lines = known_lines(root / "data")
+    known = sorted(hashlib.sha256(s).hexdigest() for split in lines.values() for s in split)
+    (root / "train.py").write_text(HELDOUT_PROBE.replace("@KNOWN@", repr(known)))
+    said: list[str] = []
+    metrics = run_trial(root, hypothesis="rebuild the held-out splits", budget=1, echo=said.append)
+    probe = json.loads((root / "runs" / metrics["id"] / "out" / "probe.json").read_text())
+    return {"repo": root, "metrics": metrics, "probe": probe, "said": said, "check": check,
+            "seconds": time.monotonic() - t0}
+
+
+def assert_nothing_held_out(probe: dict, data_dir: Path) -> None:
+    assert probe["stdlibs"], "the probe found no standard library to walk"
+    assert probe["from_hidden"] == [] and probe["pyc"] == []
+    assert not set(probe["rebuilt"]) & held_out_docs(data_dir)  # the visible files the rules pick are not val/test
+    assert probe["known"] == []
+    assert probe["listed"] and all(v == [] for v in probe["listed"].values()), probe["listed"]
+
+
+def test_rerunning_the_split_rule_in_the_sandbox_rebuilds_no_held_out_file(stdlib_repo):
+    probe, data = stdlib_repo["probe"], stdlib_repo["repo"] / "data"
+    assert probe["rebuilt"]  # the old rule still picks visible files: none of them is held out any more
+    assert_nothing_held_out(probe, data)
+
+
+def test_known_held_out_lines_are_nowhere_in_the_visible_standard_libraries(stdlib_repo):
+    assert stdlib_repo["probe"]["known"] == []
+    assert len(known_lines(stdlib_repo["repo"] / "data")["val"]) == 20  # the probe looked for real lines
+
+
+def test_hidden_modules_cannot_be_imported_nor_their_bytecode_read(stdlib_repo):
+    probe = stdlib_repo["probe"]
+    assert probe["pyc"] == []
+    assert set(probe["imports"].values()) == {"ModuleNotFoundError"}, probe["imports"]
+
+
+def test_the_system_pythons_copies_are_hidden_too(stdlib_repo):
+    """The host's /usr holds a second Python with its own lib2to3 and test: masked like the interpreter's own."""
+    listed = stdlib_repo["probe"]["listed"]
+    system = [p for p in listed if p.startswith("/usr/lib/python3")]
+    on_host = [str(p) for lib in Path("/usr/lib").glob("python3*") for p in lib.glob("*")
+               if p.name in HIDDEN_PACKAGES and p.is_dir()]
+    assert sorted(system) == sorted(on_host) and all(listed[p] == [] for p in system)
+
+
+def test_the_held_out_check_passes_on_the_default_corpus_and_is_kept(stdlib_repo):
+    check, repo = stdlib_repo["check"], stdlib_repo["repo"]
+    manifest = json.loads((repo / "data" / "manifest.json").read_text())
+    assert check["passed"] and check["key"] == heldout.check_key(manifest, heldout.environment(manifest, "docker"))
+    assert check["fingerprints"] == {"val": heldout.PER_SPLIT, "test": heldout.PER_SPLIT}
+    assert all(n <= heldout.MAX_FOUND * heldout.PER_SPLIT for n in check["found"].values())  # boilerplate only
+    assert check["scanned"]["files"] > 10_000 and check["scanned"]["text bytes"] > 100e6  # the whole filesystem
+    assert {m for m, _ in check["environment"]["masks"]} >= set(manifest["hidden"]["paths"])
+    assert json.loads((repo / "data" / heldout.RESULT).read_text()) == check
+    assert not any("held-out check" in s or "checking" in s for s in stdlib_repo["said"])  # the trial kept it
+    print(f"\nheld-out check: {check['seconds']} s, {check['scanned']}; with the trial {stdlib_repo['seconds']:.0f} s")
+
+
+def test_the_rebuild_attack_finds_nothing_under_bubblewrap(stdlib_repo):
+    repo = stdlib_repo["repo"]
+    run_dir = repo / "runs" / "bwrap-probe"
+    run_dir.mkdir()
+    (run_dir / "train.py").write_text((repo / "train.py").read_text())
+    job = trial.training_job(config.load(repo / "program.md"), run_dir, repo / "data", 1, 1)  # the manifest's masks
+    output = bytearray()
+    result = backend("bwrap").run(job, output.extend)
+    assert result.exit_code == 0, output.decode()
+    assert_nothing_held_out(json.loads((run_dir / "out" / "probe.json").read_text()), repo / "data")
+
+
+@pytest.mark.parametrize("name", ["docker", "bwrap"])
+def test_a_symlink_into_a_hidden_package_leads_to_its_empty_mask(stdlib_repo, tmp_path, name):
+    repo = stdlib_repo["repo"]
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "suite").symlink_to(default_corpus() / "test")
+    (tmp_path / "train.py").write_text("")
+    job = trial.training_job(config.load(repo / "program.md"), tmp_path, repo / "data", 1, 1)
+    job = dataclasses.replace(job, mounts=[*job.mounts, Mount(links, "/opt/links")], out_dir=None, workdir="/tmp",
+                              argv=[job.argv[0], "-c", "import os; print(os.listdir('/opt/links/suite'))"])
+    output = bytearray()
+    assert backend(name).run(job, output.extend).exit_code == 0
+    assert output.decode().strip() == "[]" and (default_corpus() / "test" / "__init__.py").exists()
+
+
+def widened(data_dir: Path, masks: tuple, extra: Mount) -> Job:
+    """The scan job with one more read-only mount, scanning only it (the full scan is the test above's)."""
+    job = heldout.scan_job(data_dir, masks)
+    return dataclasses.replace(job, mounts=[*job.mounts, extra], argv=[*job.argv, extra.target])
+
+
+def test_a_visible_copy_of_held_out_text_fails_the_check_and_training_is_refused(tmp_path):
+    """A vendored copy where the sandbox can read it (a plain package and a wheel): the scan names both."""
+    repo = build_repo(tmp_path / "repo", None)
+    manifest = load_manifest(repo / "data")
+    vendored = tmp_path / "site-packages"
+    shutil.copytree(default_corpus() / "lib2to3", vendored / "lib2to3_vendored")
+    with zipfile.ZipFile(vendored / "idle-1.0-py3-none-any.whl", "w") as wheel:
+        for f in (default_corpus() / "idlelib").rglob("*.py"):
+            wheel.write(f, f"idlelib/{f.relative_to(default_corpus() / 'idlelib')}")
+    job = widened(repo / "data", heldout.masks(manifest), Mount(vendored, "/opt/vendored"))
+    result = heldout.run_check(repo / "data", manifest, backend("docker"), job)
+    files = [path for path, _ in result["files"]]
+    assert not result["passed"] and sum(result["found"].values()) > 20
+    assert any(p.startswith("/opt/vendored/lib2to3_vendored/") for p in files)
+    assert any(p.startswith("/opt/vendored/idle-1.0-py3-none-any.whl!idlelib/") for p in files)
+    with pytest.raises(heldout.HeldoutVisible, match=r"(?s)FAILED.*/opt/vendored/.*refusing to train"):
+        run_trial(repo, budget=1, echo=lambda s: None)  # the stored verdict holds for this data and sandbox
+    assert not (repo / "runs").exists() or not list((repo / "runs").glob("r*"))
+
+
+def test_a_corpus_the_sandbox_can_see_is_masked_where_it_shows(tmp_path):
+    """prepare --corpus DIR where a mount shows DIR: the training job hides it there, and the scan agrees."""
+    shared = tmp_path / "shared"
+    corpus = long_corpus(shared / "corpus")
+    data = tmp_path / "data"
+    manifest = prepare(data, corpus)
+    extra = Mount(shared, "/opt/shared")
+    with_extra = heldout.masks(manifest, [*runtime_mounts(), extra])
+    assert Mask("/opt/shared/corpus") in with_extra
+    shown = heldout.run_check(data, manifest, backend("docker"), widened(data, heldout.masks(manifest), extra))
+    assert not shown["passed"] and all(p.startswith("/opt/shared/corpus/") for p, _ in shown["files"])
+    masked = heldout.run_check(data, manifest, backend("docker"), widened(data, with_extra, extra))
+    assert masked["passed"] and masked["found"] == {"val": 0, "test": 0} and masked["scanned"]["files"] == 0
+
+
+def test_data_frozen_by_the_old_split_rule_is_refused_by_the_scan(tmp_path):
+    """The vulnerable default split (any stdlib file, 90/5/5), frozen before today's: its manifest names no source
+    to hide, and the scan finds its held-out files where the interpreter keeps them."""
+    splits = build_splits(default_corpus(), "*.py")  # the rule as it was
+    blobs = {name: SEPARATOR.join(c for _, c in docs) for name, docs in splits.items()}
+    old = manifest_for(splits, "python-stdlib (old)", blobs, {})
+    del old["hidden"]  # no account of where its held-out text came from
+    manifest = freeze(tmp_path / "data", blobs, old)
+    lib = default_corpus()
+    roots = [str(lib / d) for d in ("asyncio", "email", "json", "logging", "unittest", "xml", "importlib")]
+    job = heldout.scan_job(tmp_path / "data", heldout.masks(manifest))
+    result = heldout.run_check(tmp_path / "data", manifest, backend("docker"),
+                               dataclasses.replace(job, argv=[*job.argv, *roots]))
+    assert heldout.masks(manifest) == () and not result["passed"]
+    assert result["files"] and all(p.startswith(str(lib)) for p, _ in result["files"])
+
+
+def test_unsafe_mode_says_plainly_that_nothing_is_hidden(repo, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    said: list[str] = []
+    (repo / "train.py").write_text(TINY_BIGRAM.replace("< float(", "< 0 * float("))
+    metrics = run_trial(repo, budget=1, unsafe=True, echo=said.append)
+    assert metrics["backend"] == "unsafe" and metrics["outcome"] == "ok", metrics["reason"]
+    warning = next(s for s in said if "--unsafe-no-sandbox" in s)
+    assert "nothing is hidden" in warning and str((repo / "data").resolve().parent) in warning

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ from eval.record.metrics import SCHEMA as METRICS_SCHEMA
 from eval.scoring.score import MARKER
 from eval.trial import ERROR_CAP, kept_result, parse_score, run_trial
 from sandbox import heartbeat
+from sandbox.backends import backend
 from sandbox.docker_backend import LABEL
+from sandbox.job import SANDBOX_ENV, Job, Limits, Mask, SandboxUnavailable
+from sandbox.runtime import python_executable
 from tests.conftest import write_program
 
 PROBE = r"""
@@ -332,3 +336,43 @@ def test_the_clock_finds_its_marker_split_over_chunks_and_only_the_first():
     assert first is not None and clock.t_marker == first
     mark = MARKER.encode()
     assert b"".join(seen) == b"a warning from torch\n" + mark + b" (torch imported)\n" + mark + b"\n"  # all passed on
+
+
+MASK_PROBE = """
+import json, os, sys
+stdlib = os.path.dirname(os.__file__)
+seen = {"masked_dir": os.listdir(os.path.join(stdlib, "idlelib")),
+        "masked_file": open(os.path.join(stdlib, "this.py")).read(),
+        "beside": os.path.isfile(os.path.join(stdlib, "json", "__init__.py"))}
+for name, fn in (("write_dir", lambda: open(os.path.join(stdlib, "idlelib", "x.py"), "w")),
+                 ("import", lambda: __import__("idlelib.pyshell"))):
+    try:
+        fn()
+        seen[name] = "succeeded"
+    except Exception as e:
+        seen[name] = type(e).__name__
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("name", ["docker", "bwrap"])
+def test_masked_paths_show_empty_and_read_only(name):
+    """Job.masks: a directory inside a runtime mount is an empty read-only one, a file an empty file."""
+    stdlib = Path(os.__file__).resolve().parent
+    job = Job(argv=[python_executable(), "-c", MASK_PROBE], mounts=[], env=SANDBOX_ENV, timeout_s=60,
+              limits=Limits(1, 64, 64, 8, 10),
+              masks=(Mask(str(stdlib / "idlelib")), Mask(str(stdlib / "this.py"), directory=False)))
+    output = bytearray()
+    result = backend(name).run(job, output.extend)
+    assert result.exit_code == 0, output.decode()
+    seen = json.loads(output.decode().strip().splitlines()[-1])
+    assert (stdlib / "idlelib" / "pyshell.py").is_file() and (stdlib / "this.py").stat().st_size > 0  # on the host
+    assert seen == {"masked_dir": [], "masked_file": "", "beside": True, "write_dir": "OSError",
+                    "import": "ModuleNotFoundError"}
+
+
+def test_the_unsafe_backend_refuses_to_pretend_it_hides_anything(tmp_path):
+    job = Job(argv=["true"], mounts=[], env={}, timeout_s=10, limits=Limits(1, 64, 64, 8, 10),
+              masks=(Mask(str(tmp_path)),))
+    with pytest.raises(SandboxUnavailable, match="cannot hide"):
+        backend("unsafe").run(job, lambda chunk: None)

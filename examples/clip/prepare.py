@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from eval.data import DataError, freeze
+from eval.data import DataError, freeze, hidden
 
 SIZE = 16  # image side; each quadrant is SIZE // 2
 COLORS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 240), "yellow": (235, 215, 40)}
@@ -138,7 +138,7 @@ def manifest_for(blobs: dict[str, bytes], counts: dict[str, int]) -> dict:
                       "sha256": hashlib.sha256(blob).hexdigest()} for name, blob in blobs.items()}
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {"source": SOURCE, "format": "torch.save dict: images, heatmaps, tokens, captions, vocab",
-            "splits": entries, "hash": digest}
+            "splits": entries, "hash": digest, "hidden": hidden()}  # generated here: no copy outside data/
 
 
 def prepare(data_dir: Path, force: bool = False) -> dict:
