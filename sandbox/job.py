@@ -30,6 +30,9 @@ class Mount:
     target: str
     writable: bool = False
 
+    def __post_init__(self) -> None:  # Docker reads a relative source as a volume name
+        object.__setattr__(self, "host", Path(self.host).absolute())
+
 
 @dataclass(frozen=True)
 class Mask:
