@@ -75,7 +75,7 @@ class Clock:
         if self.wait_until(self.t_marker + self.budget):
             return
         self.t_stop = time.monotonic()
-        self.cpu_stop = self.control.cpu_seconds()
+        self.cpu_stop = self.control.meter().cpu_seconds
         kill_at = self.t_marker + self.budget + self.grace
         while time.monotonic() < kill_at:
             self.control.signal(STOP_SIGNAL)
