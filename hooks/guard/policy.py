@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,7 @@ def invalid_program(error: Exception) -> str:
 
 def canonical(words: tuple[Word, ...]) -> str:
     """The call as the allow rules spell it: `./run.sh -m 'why'`."""
-    return " ".join(shlex.quote(w.text) if i else w.text for i, w in enumerate(words))
+    return " ".join(shell.quote(w.text) if i else w.text for i, w in enumerate(words))
 
 
 # ---------------------------------------------------------------- tools
@@ -143,7 +142,7 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
     try:
         line = shell.parse(command)
     except shell.ShellError as e:
-        return deny(str(e))
+        return deny(advice.unread(command) or str(e))
     dropped: tuple[str, ...] = ()
     problems, forms = check_line(ctx, line)
     if problems and ctx.cwd == ctx.repo and (peeled := wrappers.peel(line, ctx)):
@@ -185,7 +184,7 @@ def check_line(ctx: Context, line: shell.Line) -> tuple[list[str], list[str]]:
         except Refused as e:
             problems.append(str(e))
     if "experiment" in forms and not line.alone:
-        problems.append(around_a_run(line))
+        problems.append(around_a_run(line, ctx))
     return list(dict.fromkeys(problems)), forms
 
 
@@ -200,8 +199,10 @@ def check_command(ctx: Context, cmd: shell.Command, before: shell.Command | None
             readable(ctx, literal(source))
         except Refused as e:
             found.append(str(e))
+    if found and name == "./run.sh":
+        found.append(run_advice(args, ctx))
     if found:
-        raise Refused("; ".join(dict.fromkeys(found)))
+        raise Refused("; ".join(dict.fromkeys(f for f in found if f)))
     if name == "./run.sh":
         form = run_form(args, ctx)
         if ctx.cwd != ctx.repo:
@@ -217,16 +218,29 @@ def check_command(ctx: Context, cmd: shell.Command, before: shell.Command | None
     return []
 
 
-def around_a_run(line: shell.Line) -> str:
+def around_a_run(line: shell.Line, ctx: Context) -> str:
     """Why a ./run.sh call with other things around it is refused, and what is accepted around one."""
     names = {c.words[0].text for c in line.commands}
     tee = (" ./run.sh already keeps the whole output in runs/<id>/train.log and the verdict in "
            "runs/<id>/verdict.json: drop the `| tee`;" if "tee" in names else "")
+    runs = [c for c in line.commands if c.words[0].text == "./run.sh"]
+    advised = run_advice(list(runs[0].words[1:]), ctx) if len(runs) == 1 else ""
     return (
         'run ./run.sh on its own: `./run.sh` or `./run.sh -m "hypothesis"`, so the harness sees exactly one run;'
         f"{tee} around it only `cd <repository root> &&`, activating .venv, `timeout N`, `2>&1` and "
-        "`| tail -N` / `| head -N` are accepted (and dropped), nothing else"
+        "`| tail -N` / `| head -N` are accepted (and dropped), nothing else" + (f"; {advised}" if advised else "")
     )
+
+
+def run_advice(args: list[Word], ctx: Context) -> str:
+    """`instead: `./run.sh ...`` with these arguments when they are a valid form: the output is in runs/<id>/."""
+    try:
+        if run_form(args, ctx) != "experiment":
+            return ""
+    except Refused:
+        return ""
+    return ("its whole output is kept in runs/<id>/train.log and the verdict in runs/<id>/verdict.json; instead: "
+            f"`{canonical((Word('./run.sh'), *args))}`")
 
 
 def joined(problems: list[str]) -> str:

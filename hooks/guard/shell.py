@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import json
 import re
+import shlex
 import string
 import sys
 import zlib
@@ -73,6 +74,7 @@ class Command:
     redirects: tuple[str, ...] = ()  # the dropped ones as written: `2>&1`, `2>/dev/null` (they write nothing)
     joined: str = ""  # the operator before it: "", ";", "&&", "||", "|" or "\n"
     problems: tuple[str, ...] = ()  # what bars it (a word, a redirection); its words are then bashlex's reading
+    heredoc: str | None = None  # the text of a refused here-document, so advice can pass it as one argument
 
     @property
     def redirected(self) -> bool:
@@ -90,7 +92,9 @@ def parse(source: str) -> Line:
     try:
         trees = load_bashlex().parse(source)
     except Exception as e:  # bashlex raises ParsingError, NotImplementedError, AssertionError...
-        raise ShellError(f"the shell parser cannot read this line ({e})") from None
+        if "<<" not in source or source.endswith("\n"):
+            raise ShellError(f"the shell parser cannot read this line ({e})") from None
+        return parse(source + "\n")  # bash ends a here-document at the end of the text; bashlex wants a newline
     commands: list[Command] = []
     for i, tree in enumerate(trees):
         walk(tree, source, commands, "\n" if i else "")
@@ -119,8 +123,10 @@ def walk(node, source: str, out: list[Command], joined: str) -> None:
 
 
 def command(node, source: str, joined: str = "") -> Command:
-    words, inputs, redirects, problems = [], [], [], []
+    words, inputs, redirects, problems, heredoc = [], [], [], [], None
     for part in node.parts:
+        if part.kind == "redirect" and part.type in ("<<", "<<-") and getattr(part, "heredoc", None) is not None:
+            heredoc = part.heredoc.value.rpartition("\n")[0] + "\n"  # without the delimiter line
         try:
             if part.kind == "word":
                 words += braces(word(part, source))
@@ -138,7 +144,7 @@ def command(node, source: str, joined: str = "") -> Command:
                 words.append(Word(part.word))
     if not words:
         raise ShellError("a redirection without a command is not allowed")
-    return Command(tuple(words), tuple(inputs), tuple(redirects), joined, tuple(problems))
+    return Command(tuple(words), tuple(inputs), tuple(redirects), joined, tuple(problems), heredoc)
 
 
 def redirect(node, source: str) -> Word | str:
@@ -169,6 +175,18 @@ def word(node, source: str) -> Word:
     if read.text != node.word:
         raise ShellError(f"the word `{raw}` reads ambiguously; quote it with plain single quotes")
     return read
+
+
+def quote(text: str) -> str:
+    """`text` as one word both readers take the same way: bare, in single quotes, or in double quotes when it
+    holds a single quote (bashlex misreads the `'"'"'` splice) and nothing double quotes would expand."""
+    if text and all(c in PLAIN for c in text):
+        return text
+    if "'" not in text:
+        return f"'{text}'"
+    if not set(text) & set('"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
 
 
 def lex(raw: str) -> Word:
