@@ -29,6 +29,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "launch wrappers: nothing hidden around ./run.sh": (
         "test_a_wrapper_cannot_hide_a_second_command",
         "test_the_hook_rewrites_a_wrapped_run_to_exactly_the_canonical_call",
+        "test_xargs_cannot_be_handed_a_name_it_would_split_into_a_sealed_path",
     ),
     "git: push, reset, amend, refs": ("test_hypothesis_cannot_forge_the_commit_trailer",),
     "runtime: train.py in the sandbox": (

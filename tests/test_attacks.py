@@ -391,6 +391,18 @@ HIDING_WRAPPERS = [
 ]
 
 
+def test_xargs_cannot_be_handed_a_name_it_would_split_into_a_sealed_path(guarded):
+    """A file named `val.bin data` (train.py's /out comes back into runs/) would make xargs pass `data` apart."""
+    planted = guarded / "notes" / "val.bin data"
+    planted.parent.mkdir(exist_ok=True)
+    planted.write_text("")
+    try:
+        for command in ("find notes -type f | xargs head", "find notes -type f | xargs diff", "find notes | xargs cat"):
+            assert decide(guarded, "Bash", {"command": command}).decision == DENY, command
+    finally:
+        planted.unlink()
+
+
 @pytest.mark.parametrize("command", HIDING_WRAPPERS)
 def test_a_wrapper_cannot_hide_a_second_command(guarded, command):
     decision = decide(guarded, "Bash", {"command": command})

@@ -234,7 +234,8 @@ TEST_UNARY = words_set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N
 TEST_BINARY = words_set("= == != -eq -ne -lt -le -gt -ge -nt -ot -ef < >")
 TEST_LOGIC = words_set("! ( ) -o")
 XARGS = "-0|--null -r|--no-run-if-empty -n|--max-args=MAX-ARGS -L|--max-lines=MAX-LINES -t|--verbose"
-XARGS_NOT = frozenset({"git", "xargs"})  # what xargs may not run: git's options are decided on the whole line
+XARGS_NOT = frozenset({"git", "xargs", "diff"})  # git's options are decided on the whole line; diff reads trees
+XARGS_SPLITS = re.compile(r"[\s'\"\\]")  # xargs splits a name there (or reads it as quoting) into other names
 
 
 def test(ctx: Context, words: list[Word]) -> None:
@@ -296,6 +297,9 @@ def found(ctx: Context, words: list[Word]) -> None:
             names = [(n, False) for n in files] + [(n, True) for n in dirs if not files_only]
             for name, directory in names:
                 if all(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns):
+                    if XARGS_SPLITS.search(name):
+                        raise Refused(f"find would print {os.path.join(root, name)!r}, which xargs would split into "
+                                      "other names; name the files instead")
                     seen += 1
                     if seen > MAX_MATCHES:
                         raise Refused(f"find would print more than {MAX_MATCHES} names for xargs; narrow it")
