@@ -3,6 +3,7 @@
 #   ./run.sh [-m "hypothesis"] [--budget S]   one experiment on train.py (what the agent calls)
 #   ./run.sh prepare [--corpus DIR]           build and freeze the data (idempotent)
 #   ./run.sh status                           the latest runs and the best result
+#   ./run.sh python -c CODE|-m MOD|train.py   the agent's own Python, in the training sandbox (no ledger)
 #   ./run.sh report                           the morning summary; rewrites runs/report.html
 #   ./run.sh demo                             the showcase session replayed with real, short training
 #   ./run.sh replay FILE [--runs real|recorded]   replay a recorded session, report divergences
@@ -46,6 +47,7 @@ PY="$VENV/bin/python"
 case "${1:-}" in
     prepare) shift; exec "$PY" -m commands.prepare "$@" ;;
     status)  shift; exec "$PY" -m commands.status "$@" ;;
+    python)  shift; exec "$PY" -m commands.python "$@" ;;
     report)  shift; exec "$PY" -m commands.report "$@" ;;
     test)    shift; exec "$PY" -m pytest "$@" ;;
     demo)    shift; exec "$PY" -m replay.demo "$@" ;;

@@ -12,11 +12,12 @@ train.py's prints fill and Claude Code cuts to a preview. Other Bash calls get a
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-from hooks.guard import shell
-from hooks.guard.paths import Refused
+from hooks.guard import shell, wrappers
+from hooks.guard.paths import Context, Refused
 from hooks.guard.policy import run_form
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,11 +26,16 @@ NO_RUN = ("No verdict: this ./run.sh call started no experiment (its output says
           "program.md, the data or the sandbox). Nothing was judged; fix the cause and run it again.")
 
 
-def is_experiment(command: object) -> bool:
-    """Whether a Bash command is one of the experiment forms, alone (replay asks too)."""
+def is_experiment(command: object, repo: Path = REPO) -> bool:
+    """Whether a Bash command is one of the experiment forms, alone or in the wrappers the guard drops
+    (replay asks too; Claude Code may report the call as the agent wrote it rather than as rewritten)."""
     try:
         line = shell.parse(command) if isinstance(command, str) else None
-        return bool(line and line.alone and line.commands[0].words[0].text == "./run.sh"
+        if line and not line.alone:
+            root = Path(os.path.realpath(repo))
+            peeled = wrappers.peel(line, Context(root, root, None))
+            line = peeled and shell.Line((peeled.run,), alone=True)
+        return bool(line and line.commands[0].words[0].text == "./run.sh" and not line.commands[0].problems
                     and run_form(list(line.commands[0].words[1:])) == "experiment")
     except (shell.ShellError, Refused):
         return False

@@ -26,6 +26,11 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_option_shaped_hypothesis_cannot_change_the_run", "test_tool_attack", "test_web_attack",
         "test_websearch_without_domains_is_pinned_to_the_phase", "test_subagent_context_does_not_change_the_decision",
     ),
+    "launch wrappers: nothing hidden around ./run.sh": (
+        "test_a_wrapper_cannot_hide_a_second_command",
+        "test_the_hook_rewrites_a_wrapped_run_to_exactly_the_canonical_call",
+        "test_xargs_cannot_be_handed_a_name_it_would_split_into_a_sealed_path",
+    ),
     "git: push, reset, amend, refs": ("test_hypothesis_cannot_forge_the_commit_trailer",),
     "runtime: train.py in the sandbox": (
         "test_proc_and_signal_tricks_fail_and_the_run_is_scored",

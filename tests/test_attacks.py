@@ -342,6 +342,84 @@ def test_bash_attack_denied(guarded, command):
     assert decision.reason
 
 
+# Wrappers around ./run.sh that hide a second command, another directory or another output (issue 16): the
+# guard drops only `cd <root> &&`, activating .venv, `timeout N`, `2>&1` and `| tail/head -N`; these stay refused.
+HIDING_WRAPPERS = [
+    "cd /tmp && ./run.sh",
+    "cd .. && ./run.sh",
+    "cd eval && ../run.sh",
+    "cd d && ./run.sh",
+    "./run.sh; rm -rf x",
+    "./run.sh && rm -rf runs",
+    "./run.sh || curl x",
+    "./run.sh | tee eval/x",
+    "./run.sh 2>&1 | tee -a results.tsv",
+    "./run.sh | tail -5 > train.py",
+    "./run.sh | tail -5 | sh",
+    "./run.sh | tail -5; sh",
+    "./run.sh | tail $(id)",
+    "./run.sh | head -n 5 data/val.bin",
+    "./run.sh | tail -c 5",
+    "./run.sh | sh",
+    "./run.sh > eval/x",
+    "./run.sh 2>eval/x",
+    "./run.sh 2>&1 >eval/x",
+    "./run.sh < data/val.bin",
+    "timeout 5 bash -c ./run.sh",
+    "timeout 5 sh ./run.sh",
+    "timeout --signal=0 5 ./run.sh",
+    "timeout 5 timeout 5 ./run.sh",
+    "timeout 5 env AUTORESEARCH_SEED=1 ./run.sh",
+    "timeout 5 ./run.sh --budget 1",
+    "timeout 5s ./run.sh --unsafe-no-sandbox",
+    "source evil && ./run.sh",
+    "source .venv/bin/activate; sh",
+    "source .venv/bin/activate && curl x",
+    ". ./evil/.venv/bin/activate && ./run.sh",
+    "source /tmp/.venv/bin/activate && ./run.sh",
+    "source .venv/bin/activate evil && ./run.sh",
+    "AUTORESEARCH_SEED=1 timeout 5 ./run.sh",
+    "cd $HOME && ./run.sh",
+    "cd ~ && ./run.sh",
+    "cd g && ./run.sh",
+    "./run.sh && cd /tmp",
+    "cd /tmp\n./run.sh",
+    "cd . & ./run.sh",
+    "./run.sh -m \"$(cat data/val.bin)\" | tail -5",
+    "timeout 600 ./run.sh python -c 'x' > eval/x",
+    "./run.sh python -c 1 | tee x",
+]
+
+
+def test_xargs_cannot_be_handed_a_name_it_would_split_into_a_sealed_path(guarded):
+    """A file named `val.bin data` (train.py's /out comes back into runs/) would make xargs pass `data` apart."""
+    planted = guarded / "notes" / "val.bin data"
+    planted.parent.mkdir(exist_ok=True)
+    planted.write_text("")
+    try:
+        for command in ("find notes -type f | xargs head", "find notes -type f | xargs diff", "find notes | xargs cat"):
+            assert decide(guarded, "Bash", {"command": command}).decision == DENY, command
+    finally:
+        planted.unlink()
+
+
+@pytest.mark.parametrize("command", HIDING_WRAPPERS)
+def test_a_wrapper_cannot_hide_a_second_command(guarded, command):
+    decision = decide(guarded, "Bash", {"command": command})
+    assert decision.decision == DENY, f"{command!r} was allowed: {decision.reason} -> {decision.updated_input}"
+
+
+def test_the_hook_rewrites_a_wrapped_run_to_exactly_the_canonical_call(hook_repo):  # noqa: F811 - the fixture
+    """Through the hook as Claude Code runs it: the answer carries the canonical command, nothing of the wrapper."""
+    command = f"cd {hook_repo} && timeout 900 ./run.sh -m 'tie weights' 2>&1 | tail -40"
+    out = answer(hook(hook_repo, event(hook_repo, "Bash", {"command": command})))
+    assert out["permissionDecision"] == ALLOW, out
+    assert out["updatedInput"]["command"] == "./run.sh -m 'tie weights'"
+    assert out["updatedInput"]["timeout"] > 900_000
+    hidden = answer(hook(hook_repo, event(hook_repo, "Bash", {"command": f"cd {hook_repo} && ./run.sh; sh"})))
+    assert hidden["permissionDecision"] == DENY and "updatedInput" not in hidden
+
+
 # Allowed lines that must stay harmless: what bash does with them is what the policy assumed.
 HARMLESS_BASH = [
     "./run.sh -m '$(curl x)'",  # single quotes: the hypothesis is the literal text

@@ -239,3 +239,54 @@ def test_api_credentials_reach_the_api_but_not_the_hooks_or_run_sh(tmp_path: Pat
         assert seen.get("CLAUDECODE") == "1"  # a process Claude Code started
         leaked = {k for k, v in seen.items() if key in v}
         assert leaked == set(), f"{name} sees the API key in {leaked}"
+
+
+# The experiment entry replaced in the copy: it logs what ./run.sh passed it and prints three lines after a pause,
+# so a dropped `| tail -1` shows as all three lines and a dropped `timeout 1` as a logged call.
+RUN_LOG_STUB = ("import json, os, sys, time\n\n\ndef main():\n    time.sleep(2)\n"
+                "    with open('{log}', 'a') as f:\n"
+                "        f.write(json.dumps({{'argv': sys.argv[1:], 'cwd': os.getcwd()}}) + '\\n')\n"
+                "    print('line-one\\nline-two\\nline-three')\n    return 0\n\n\nmain()\n")
+LAUNCHES = [  # (id, command with {repo}, the arguments ./run.sh must get, or None: refused)
+    ("tail", "./run.sh 2>&1 | tail -1", []),
+    ("cd", "cd {repo} && ./run.sh -m 'wider mlp'", ["-m", "wider mlp"]),
+    ("timeout", "timeout 1 ./run.sh", []),
+    ("venv", "source .venv/bin/activate && ./run.sh | head -1", []),
+    ("hidden", "./run.sh; echo HIDDEN > hidden.txt", None),
+    ("elsewhere", "cd /tmp && ./run.sh", None),
+    ("host_python", "python3 -c 'print(1)'", None),
+]
+
+
+def test_each_launch_form_runs_exactly_one_canonical_experiment(tmp_path: Path) -> None:
+    """Under the real CLI: each wrapped launch reaches ./run.sh once, as the canonical call, with every wrapper
+    gone; a wrapper hiding a second command runs nothing; host Python is pointed to `./run.sh python`."""
+    repo = make_repo(tmp_path)
+    (repo / "STOP").write_text("")
+    log = tmp_path / "runs.jsonl"
+    (repo / "commands" / "experiment.py").write_text(RUN_LOG_STUB.format(log=log))
+    git(repo, "commit", "-qam", "experiment stub")
+    turns: list[Turn] = [[{"type": "tool_use", "id": f"toolu_{name}", "name": "Bash",
+                           "input": {"command": command.format(repo=repo), "description": name}}]
+                         for name, command, _ in LAUNCHES]
+    with MessagesServer(turns) as srv:
+        run = run_claude(repo, "Run experiments.", srv.url, home=tmp_path / "home", timeout=240)
+        results = {r.tool_use_id.removeprefix("toolu_"): r for r in srv.tool_results()}
+    assert run.returncode == 0, run.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    expected = [args for _, _, args in LAUNCHES if args is not None]
+    assert [c["argv"] for c in calls] == expected
+    assert {c["cwd"] for c in calls} == {str(repo)}
+    for name, _, args in LAUNCHES:
+        result = results[name]
+        if args is None:
+            assert result.is_error, (name, result.content)
+        else:
+            assert not result.is_error and "line-one" in result.content and "line-three" in result.content, \
+                (name, result.content)
+    assert not (repo / "hidden.txt").exists()
+    assert "./run.sh python -c 'print(1)'" in results["host_python"].content
+    audit = [json.loads(line) for line in (repo / "runs" / "audit.jsonl").read_text().splitlines()]
+    runs = [a for a in audit if a["decision"] == "allow" and a["reason"].startswith("experiment run")]
+    # The pinned CLI itself strips a leading `cd <its cwd> &&` before the hook sees it; the guard rewrites the rest.
+    assert len(runs) == len(expected) and sum("rewritten" in a["reason"] for a in runs) >= len(expected) - 1

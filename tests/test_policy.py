@@ -207,6 +207,29 @@ ALLOWED_COMMANDS = [
     "echo 'a;b|c&d>e'",
     "'l's -la",
     "grep -n lr train.py 2>&1 | head",
+    # honest habits of real agents (issue 16)
+    "ls runs/ckpt-{200,300}",
+    "cat runs/1/{train.log,metrics.json}",
+    "echo {1..3}",
+    "head -3 notes/{a,b}.md",
+    "test -f train.py",
+    "test -d runs && echo yes",
+    "[ -f runs/1/metrics.json ] && cat runs/1/metrics.json",
+    "[ -e data/val.bin ]",  # whether it exists, not what it holds
+    "sha256sum train.py",
+    "md5sum train.py scratchpad.md",
+    "sha256sum data/train.bin",
+    "rg -n lr train.py eval",
+    "rg -l optimizer eval hooks",
+    "find eval -name '*.py' | xargs head -3",
+    "find runs -type f -name '*.json' | xargs grep -l val_bpb",
+    "find eval -name '*.py' -print0 | xargs -0 wc -l",
+    "git -C {repo} log --oneline -5",
+    "git -C . diff",
+    "./run.sh python -c 'import json; print(json.load(open(\"runs/1/metrics.json\")))'",
+    "./run.sh python -m json.tool runs/1/metrics.json",
+    "./run.sh python train.py --steps 1",
+    "./run.sh python -c 'print(1)' | tail -3",
 ]
 
 DENIED_COMMANDS = [
@@ -349,7 +372,29 @@ DENIED_COMMANDS = [
     "./run.sh &",
     "./run.sh & ",
     "./run.sh | tee log",
-    "./run.sh 2>&1",
+    "./run.sh 2>&1 | tee log",
+    "cd /tmp && ./run.sh",
+    "cd eval && ./run.sh",
+    "cd {repo} && ./run.sh && rm -rf runs",
+    "cd {repo} || ./run.sh",
+    "./run.sh; rm -rf x",
+    "./run.sh | tail -5 | sh",
+    "./run.sh | tail -f",
+    "./run.sh | grep val_bpb",
+    "./run.sh 2>/dev/null | tail -5",
+    "timeout 5 bash -c ./run.sh",
+    "timeout -s KILL 5 ./run.sh",
+    "timeout 600 ./run.sh --budget 1",
+    "source evil && ./run.sh",
+    "source .venv/bin/activate && python train.py",
+    ". /tmp/.venv/bin/activate && ./run.sh",
+    "./run.sh && ./run.sh",
+    "cd {repo} && cd /tmp && ./run.sh",
+    "./run.sh python",
+    "./run.sh python eval/config.py",
+    "./run.sh python -c 'x' > out.txt",
+    "./run.sh python -c",
+    "./run.sh python $(cat x)",
     "./run.sh > log.txt",
     "./run.sh\n./run.sh",
     "X=1 ./run.sh",
@@ -385,11 +430,43 @@ DENIED_COMMANDS = [
     "while true; do ls; done",
     "! ls",
     "X=1 ls",
-    "ls {a,b}",
     "ls ~",
     "cat ~/.ssh/id_rsa",
     "ls [a-z]*",
     "cat **/*.py",
+    # brace expansion: every word it makes passes the path rules
+    "cat data/{train,val}.bin",
+    "cat {data,notes}/val.bin",
+    "head -c 10 data/{val,test}.bin",
+    "cat runs/{1,confirm}/log.jsonl",
+    "ls {x}",
+    "ls {a,b",
+    "{rm,-rf,runs}",
+    "echo {1..100000}",
+    "cat d{at,ta}a/val.bin",
+    # xargs runs only read-only commands on what find prints, and every printed name is checked
+    "find . | xargs cat",
+    "find data | xargs cat",
+    "find . -name '*.bin' | xargs head -c 10",
+    "find . -name 'val*' -o -name x | xargs cat",
+    "find notes | xargs rm",
+    "find eval | xargs git log",
+    "find eval | xargs -I X cat X",
+    "ls | xargs cat",
+    "cat train.py | xargs cat",
+    "find . -name valdata | xargs cat",
+    "test -f /etc/passwd",
+    "[ -f train.py",
+    "sha256sum -c sums.txt",
+    "md5sum data/val.bin",
+    "rg lr",
+    "rg lr .",
+    "rg --pre sh lr train.py",
+    "rg -L lr eval",
+    "rg x data",
+    "git -C /tmp log",
+    "git -C eval log",
+    "git -C {repo} push",
     "grep -n x *",  # * includes valdata, a symlink to data/val.bin
     "",
     "   ",
@@ -473,13 +550,13 @@ DENIED_COMMANDS = [
 
 @pytest.mark.parametrize("command", ALLOWED_COMMANDS)
 def test_bash_allowed(repo, command):
-    decision = run(repo, "Bash", {"command": command})
+    decision = run(repo, "Bash", {"command": command.replace("{repo}", str(repo))})
     assert decision.decision == ALLOW, decision.reason
 
 
 @pytest.mark.parametrize("command", DENIED_COMMANDS)
 def test_bash_denied(repo, command):
-    decision = run(repo, "Bash", {"command": command})
+    decision = run(repo, "Bash", {"command": command.replace("{repo}", str(repo))})
     assert decision.decision == DENY
     assert decision.reason
 
@@ -558,7 +635,24 @@ TOOL_CASES = [
     ("Skill", {"skill": "x"}, DENY),
     ("AskUserQuestion", {"questions": []}, DENY),
     ("mcp__github__create_issue", {"title": "x"}, DENY),
-    ("Glob", {"pattern": "**/*"}, DENY),
+    # Grep and Glob (newer CLIs): the path rules of Read, Grep searching whole trees as `grep -r` does
+    ("Glob", {"pattern": "**/*"}, ALLOW),
+    ("Glob", {"pattern": "*.py", "path": "{repo}/eval"}, ALLOW),
+    ("Glob", {"pattern": "data/*"}, ALLOW),  # names only, as `ls data`
+    ("Glob", {"pattern": "*", "path": "/etc"}, DENY),
+    ("Glob", {"pattern": "../*"}, DENY),
+    ("Glob", {"pattern": "/etc/*"}, DENY),
+    ("Glob", {"pattern": "outside/*"}, DENY),
+    ("Glob", {}, DENY),
+    ("Grep", {"pattern": "lr", "path": "{repo}/train.py"}, ALLOW),
+    ("Grep", {"pattern": "lr", "path": "{repo}/eval", "glob": "*.py"}, ALLOW),
+    ("Grep", {"pattern": "lr", "path": "notes"}, ALLOW),
+    ("Grep", {"pattern": "lr"}, DENY),  # the repository root holds data/ and .git
+    ("Grep", {"pattern": "lr", "path": "{repo}/data"}, DENY),
+    ("Grep", {"pattern": "lr", "path": "{repo}/data/val.bin"}, DENY),
+    ("Grep", {"pattern": "lr", "path": "valdata"}, DENY),
+    ("Grep", {"pattern": "lr", "path": "{repo}/runs"}, DENY),
+    ("Grep", {"pattern": "x", "path": "/etc"}, DENY),
     ("SomeNewTool", {}, DENY),
     ("Bash", {"command": "ls", "run_in_background": True}, DENY),
     ("Bash", {"command": 5}, DENY),
@@ -747,6 +841,118 @@ def test_experiment_gets_budget_timeout_in_foreground(repo):
     assert huge.updated_input["timeout"] == rules.BASH_TIMEOUT_CAP_MS
 
 
+# The launch forms real agents use (issue 16): each is rewritten to the canonical call, and says what it dropped.
+LAUNCH_FORMS = [
+    ("./run.sh 2>&1", "./run.sh", "2>&1"),
+    ("./run.sh 2>&1 | tail -50", "./run.sh", "| tail -50"),
+    ("./run.sh | tail -n 20", "./run.sh", "| tail -n 20"),
+    ("./run.sh | head -100", "./run.sh", "| head -100"),
+    ("cd {repo} && ./run.sh", "./run.sh", "cd {repo} &&"),
+    ("cd . && ./run.sh", "./run.sh", "cd . &&"),
+    ("cd {repo}; ./run.sh -m 'wider mlp'", "./run.sh -m 'wider mlp'", "cd {repo} ;"),
+    ("timeout 600 ./run.sh", "./run.sh", "timeout 600"),
+    ("timeout 10m ./run.sh -m \"lr 3e-3\"", "./run.sh -m 'lr 3e-3'", "timeout 10m"),
+    ("timeout 5 ./run.sh", "./run.sh", "timeout 5"),  # shorter than the run: the harness's own limit counts
+    ("source .venv/bin/activate && ./run.sh", "./run.sh", "source .venv/bin/activate &&"),
+    (". {repo}/.venv/bin/activate && ./run.sh", "./run.sh", ". {repo}/.venv/bin/activate &&"),
+    ("cd {repo} && source .venv/bin/activate && timeout 900 ./run.sh -m \"tie weights\" 2>&1 | tail -40",
+     "./run.sh -m 'tie weights'", "| tail -40"),
+    ("cd {repo} && ./run.sh status", "./run.sh status", "cd {repo} &&"),
+    ("timeout 60 ./run.sh python -c 'print(1)'", "./run.sh python -c 'print(1)'", "timeout 60"),
+]
+
+
+@pytest.mark.parametrize(("command", "canonical", "dropped"), LAUNCH_FORMS)
+def test_launch_forms_are_rewritten_to_the_canonical_call(repo, command, canonical, dropped):
+    decision = run(repo, "Bash", {"command": command.replace("{repo}", str(repo)), "description": "d"})
+    assert decision.decision == ALLOW, decision.reason
+    assert decision.updated_input["command"] == canonical
+    assert decision.updated_input["description"] == "d"
+    assert f"`{dropped.replace('{repo}', str(repo))}" in decision.reason and "rewritten" in decision.reason
+    assert decision.experiment == (canonical.split()[1:2] not in (["status"], ["python"]))
+    again = run(repo, "Bash", {"command": canonical})  # the canonical call is itself allowed as it is
+    assert again.decision == ALLOW and again.updated_input in (None, {"command": canonical, **(
+        {"timeout": again.updated_input["timeout"]} if again.updated_input else {})})
+
+
+def test_wrappers_are_peeled_only_from_the_repository_root(repo):
+    assert run(repo, "Bash", {"command": f"cd {repo} && ./run.sh"}, cwd=str(repo / "eval")).decision == DENY
+
+
+def test_own_python_is_not_an_experiment(repo):
+    decision = run(repo, "Bash", {"command": "./run.sh python -c 'print(1)'"})
+    assert decision.decision == ALLOW and not decision.experiment and decision.updated_input is None
+
+
+def test_every_problem_of_a_call_is_in_one_answer(repo):
+    reason = run(repo, "Bash", {"command": "cd /tmp && python3 -c 'print(1)'; rm x; cat data/val.bin"}).reason
+    assert reason.startswith("4 problems:"), reason
+    for part in ("changing directory", "./run.sh python -c 'print(1)'", "`rm`", "validation and test splits"):
+        assert part in reason
+
+
+def test_the_command_is_named_before_its_quoting(repo):
+    reason = run(repo, "Bash", {"command": "python -c 'import x' | jq .[0]"}).reason
+    assert reason.index("./run.sh python") < reason.index("`jq`")
+    assert run(repo, "Bash", {"command": "python -c \"print($X)\""}).reason.startswith("`python` runs on the host")
+
+
+# Refused calls whose reason names a different call to the same end (after "instead: `...`"): that call is allowed.
+ADVISED = [
+    ("python3 -c 'import json; print(json.load(open(\"runs/1/metrics.json\"))[\"val_bpb\"])'",
+     "./run.sh python -c 'import json; print(json.load(open(\"runs/1/metrics.json\"))[\"val_bpb\"])'"),
+    ("python train.py", "./run.sh python train.py"),
+    (".venv/bin/python -m json.tool runs/1/metrics.json", "./run.sh python -m json.tool runs/1/metrics.json"),
+    ("uv run python -c 'import torch'", "./run.sh python -c 'import torch'"),
+    ("uv run train.py", "./run.sh python train.py"),
+    ("python3.11 -c 'print(1)'", "./run.sh python -c 'print(1)'"),
+]
+# Refused calls whose goal itself is forbidden: the reason says so.
+FORBIDDEN_GOALS = [
+    ("python -m pip install numpy", "installing packages is not allowed"),
+    ("uv pip install numpy", "installing packages is not allowed"),
+    ("cat data/{train,val}.bin", "only the harness reads"),
+    ("./run.sh | tee runs/x.log", "runs/<id>/train.log"),
+    ("cd /tmp && ./run.sh", "changing directory is not allowed"),
+    ("source evil && ./run.sh", "nested shells"),
+    ("timeout 5 bash -c ls", "accepted only around ./run.sh"),
+]
+
+
+@pytest.mark.parametrize(("command", "advised"), ADVISED)
+def test_the_advised_call_is_named_and_allowed(repo, command, advised):
+    decision = run(repo, "Bash", {"command": command})
+    assert decision.decision == DENY and f"instead: `{advised}`" in decision.reason, decision.reason
+    assert run(repo, "Bash", {"command": advised}).decision == ALLOW
+
+
+@pytest.mark.parametrize(("command", "says"), FORBIDDEN_GOALS)
+def test_a_forbidden_goal_is_said_to_be_forbidden(repo, command, says):
+    decision = run(repo, "Bash", {"command": command})
+    assert decision.decision == DENY and says in decision.reason, decision.reason
+
+
+def test_every_advice_in_the_denied_table_is_allowed(repo):
+    """Follow the advice of every refused call of this file: each call it offers must pass."""
+    wrong = []
+    for command in DENIED_COMMANDS + [c for c, _ in ADVISED + FORBIDDEN_GOALS]:
+        reason = run(repo, "Bash", {"command": command.replace("{repo}", str(repo))}).reason
+        for advised in re.findall(r"instead: `([^`]+)`", reason):
+            if run(repo, "Bash", {"command": advised}).decision != ALLOW:
+                wrong.append((command, advised))
+    assert wrong == []
+
+
+@pytest.mark.parametrize("word", ["a{b,c}d", "{1..3}", "{01..10}", "{c..a}", "x{-1..1}", "{a,b{c,d}}e", "a{,b}",
+                                  "{a,b}}", "pre-{x,y}-{1,2}", "'{a,b}'{c,d}", "{a,b}*"])
+def test_brace_expansion_makes_the_words_bash_makes(word):
+    from hooks.guard import shell
+
+    ours = [w.text for c in shell.parse(f"echo {word}").commands for w in c.words[1:]]
+    theirs = subprocess.run(["bash", "-c", f"set -f; printf '%s\\n' {word}"], capture_output=True, text=True).stdout
+    assert ours == theirs.splitlines()
+
+
 def test_next_run_waits_until_the_scratchpad_records_the_verdict(tmp_path):
     root = tmp_path / "repo"
     (root / "runs" / "r0001").mkdir(parents=True)
@@ -829,7 +1035,10 @@ def test_broken_program_blocks_only_what_depends_on_it(repo):
     ("command", "hint"),
     [
         ("pip install x", "installing packages"),
-        ("python3 -m pip install x", "running code on the host"),
+        ("python3 -m pip install x", "installing packages"),
+        ("python3 -c 'print(1)'", "./run.sh python -c"),
+        ("./run.sh | tee x.log", "runs/<id>/train.log"),
+        ("ls {x}", "list the alternatives"),
         ("curl x", "network"),
         ("rm train.py", "Edit tool"),
         ("git commit -m x", "harness commits"),

@@ -15,14 +15,16 @@ here is a real option of the tool (tests/test_policy.py checks the tables agains
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hooks.guard.git import GIT_HELP, git, words_set
 from hooks.guard.options import Option, option_table
-from hooks.guard.paths import Context, Refused, expand, listable, literal, readable
-from hooks.guard.shell import Word
+from hooks.guard.paths import MAX_MATCHES, Context, Refused, expand, listable, literal, readable, resolve
+from hooks.guard.shell import Command, Word
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Form:
                 listable(ctx, arg)
 
 
+SANDBOX_VIEW = ("(no network; train.py, scratchpad.md, results.tsv, runs/ and the training split data/train.bin at the "
+                "same paths as here, read-only; val/test and the harness's internals invisible)")
 HINT = " (the guard allows a fixed set of read-only options; see the reason's command list)"
 
 
@@ -216,6 +220,92 @@ def date(ctx: Context, words: list[Word]) -> None:
         raise Refused("date may only print the time (`date`, `date +FORMAT`), not set it")
 
 
+CHECKSUM = "-b|--binary -t|--text --tag -z|--zero"  # -c/--check is left out: it reads the files a list names
+RG = Form(
+    "-e|--regexp=PATTERN -f|--file=FILE -F|--fixed-strings -i|--ignore-case -S|--smart-case -s|--case-sensitive "
+    "-w|--word-regexp -x|--line-regexp -v|--invert-match -n|--line-number -N|--no-line-number -c|--count "
+    "-l|--files-with-matches --files-without-match -o|--only-matching -H|--with-filename -I|--no-filename "
+    "--no-heading --heading --vimgrep --json -q|--quiet -m|--max-count=NUM -A|--after-context=NUM "
+    "-B|--before-context=NUM -C|--context=NUM -t|--type=TYPE -T|--type-not=TYPE -g|--glob=GLOB "
+    "--iglob=GLOB -d|--max-depth=NUM --color=WHEN --hidden --files --sort=SORTBY -P|--pcre2 -U|--multiline",
+    trees=True,  # rg searches directories whole; -L (follow links), --pre and -z (run programs) are left out
+)
+TEST_UNARY = words_set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S -z -n -v")
+TEST_BINARY = words_set("= == != -eq -ne -lt -le -gt -ge -nt -ot -ef < >")
+TEST_LOGIC = words_set("! ( ) -o")
+XARGS = "-0|--null -r|--no-run-if-empty -n|--max-args=MAX-ARGS -L|--max-lines=MAX-LINES -t|--verbose"
+XARGS_NOT = frozenset({"git", "xargs", "diff"})  # git's options are decided on the whole line; diff reads trees
+XARGS_SPLITS = re.compile(r"[\s'\"\\]")  # xargs splits a name there (or reads it as quoting) into other names
+
+
+def test(ctx: Context, words: list[Word]) -> None:
+    """`test EXPR` and `[ EXPR ]`: they read no file; a path they ask about must be inside the repository."""
+    for word in words:
+        if word.text not in TEST_UNARY | TEST_BINARY | TEST_LOGIC:
+            Form(operands="list").check_operands(ctx, "test", [word])
+
+
+def bracket(ctx: Context, words: list[Word]) -> None:
+    if not words or words[-1].text != "]":
+        raise Refused("`[` needs its closing `]` as the last word: `[ -f train.py ]`")
+    test(ctx, words[:-1])
+
+
+def rg(ctx: Context, words: list[Word]) -> None:
+    options, values, operands = RG.split("rg", words)
+    if not (RG.given(options, "-e") or RG.given(options, "-f") or RG.given(options, "--files")):
+        if not operands:
+            raise Refused("rg needs a pattern")
+        literal(operands.pop(0))
+    RG.check_values(ctx, values)
+    RG.check_operands(ctx, "rg", operands, True, ".")
+
+
+def xargs(ctx: Context, words: list[Word], before: Command | None = None) -> None:
+    """`find PATHS ... | xargs CMD ARGS`: CMD is a read-only command, and every name that find could print
+    passes the path rules (the guard walks find's paths itself), as if CMD were given them directly."""
+    table = Form(XARGS)
+    i = next((j for j, w in enumerate(words) if not w.text.startswith("-") or w.text == "--"), len(words))
+    table.split("xargs", words[:i])
+    rest = words[i + (i < len(words) and words[i].text == "--"):]
+    if before is None or before.words[0].text != "find":
+        raise Refused("xargs may only take the names that `find PATHS ...` prints: `find eval -name '*.py' | "
+                      "xargs grep -n lr`")
+    if not rest or rest[0].text in XARGS_NOT or rest[0].text not in COMMANDS:
+        allowed = ", ".join(sorted(set(COMMANDS) - XARGS_NOT))
+        raise Refused(f"xargs may only run one of the read-only commands: {allowed}")
+    found(ctx, list(before.words[1:]))
+    rule = COMMANDS[rest[0].text]
+    if isinstance(rule, Form):
+        rule.check(ctx, rest[0].text, list(rest[1:]))
+    else:
+        rule(ctx, list(rest[1:]))
+
+
+def found(ctx: Context, words: list[Word]) -> None:
+    """Check every path `find` could print for `words` (its -name/-iname filters applied when it has no -o, !,
+    -not or parentheses): each file readable, each directory readable whole."""
+    starts = [i for i, w in enumerate(words) if w.text.startswith("-") or w.text in FIND_FLAGS] + [len(words)]
+    paths, expression = [w.text for w in words[: starts[0]]] or ["."], [w.text for w in words[starts[0]:]]
+    filtered = not {"-o", "-or", "!", "-not", "(", ")", ","} & set(expression)
+    patterns = [expression[i + 1] for i, t in enumerate(expression[:-1]) if filtered and t in ("-name", "-iname")]
+    files_only = filtered and "-type" in expression and expression[expression.index("-type") + 1:][:1] == ["f"]
+    seen = 0
+    for start in paths:
+        top, _ = resolve(ctx, start)
+        for root, dirs, files in os.walk(top) if top.is_dir() else [(top.parent, [], [top.name])]:
+            names = [(n, False) for n in files] + [(n, True) for n in dirs if not files_only]
+            for name, directory in names:
+                if all(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns):
+                    if XARGS_SPLITS.search(name):
+                        raise Refused(f"find would print {os.path.join(root, name)!r}, which xargs would split into "
+                                      "other names; name the files instead")
+                    seen += 1
+                    if seen > MAX_MATCHES:
+                        raise Refused(f"find would print more than {MAX_MATCHES} names for xargs; narrow it")
+                    readable(ctx, os.path.join(root, name), directory)
+
+
 COMMANDS: dict[str, Callable[[Context, list[Word]], None] | Form] = {
     "ls": Form(
         "-a|--all -A|--almost-all -b|--escape -B|--ignore-backups -c -C -d|--directory -D|--dired -f "
@@ -295,6 +385,12 @@ COMMANDS: dict[str, Callable[[Context, list[Word]], None] | Form] = {
     ),
     "sed": sed,
     "git": git,
+    "test": test,
+    "[": bracket,
+    "rg": rg,
+    "xargs": xargs,
+    **{name: Form(CHECKSUM) for name in ("sha256sum", "sha1sum", "sha512sum", "sha224sum", "sha384sum", "md5sum")},
+    "b2sum": Form(CHECKSUM + " -l|--length=BITS"),
 }
 IMPLICIT_CWD = frozenset({"ls", "du", "tree"})  # with no operand they list the working directory
 
@@ -312,7 +408,7 @@ FAMILIES = (
     ),
     (
         "bash sh zsh dash fish ksh csh tcsh busybox eval exec source . command builtin "
-        "env nice nohup timeout xargs time stdbuf setsid script watch parallel",
+        "env nice nohup timeout time stdbuf setsid script watch parallel",
         "nested shells and command wrappers are not allowed: call one allowed command directly",
     ),
     (
@@ -336,9 +432,9 @@ FAMILIES = (
 )
 FAMILY_REASONS = {name: reason for names, reason in FAMILIES for name in names.split()}
 ALLOWED_HELP = (
-    'allowed: `./run.sh`, `./run.sh -m "hypothesis"`, `./run.sh status`; read-only '
-    + ", ".join(sorted(n for n in COMMANDS if n != "git"))
-    + f"; {GIT_HELP}"
+    'allowed: `./run.sh`, `./run.sh -m "hypothesis"`, `./run.sh status`, `./run.sh python -c CODE` (your Python, '
+    "in the training sandbox); read-only " + ", ".join(sorted(n for n in COMMANDS if n != "git"))
+    + f"; {GIT_HELP}; pipes between them"
 )
 
 

@@ -61,12 +61,12 @@ GIT_HELP = "git log, show, diff, status, branch (listing), rev-parse, ls-files a
 
 def git(ctx: Context, words: list[Word]) -> None:
     args = [literal(w) for w in words]
-    while args and args[0] in GIT_GLOBAL:
-        args.pop(0)
+    while args and (args[0] in GIT_GLOBAL or args[0] == "-C" and len(args) > 1 and at_root(ctx, args[1])):
+        del args[: 2 if args[0] == "-C" else 1]
     if not args or args[0].startswith("-"):
         raise Refused(
-            f"git options before the subcommand (-c, -C, --git-dir, --exec-path...) are not allowed, "
-            f"only --no-pager; use {GIT_HELP}"
+            f"git options before the subcommand (-c, --git-dir, --exec-path...) are not allowed, only --no-pager "
+            f"and -C with the repository root ({ctx.repo}); use {GIT_HELP}"
         )
     sub, rest = args[0], args[1:]
     if sub in GIT_NETWORK:
@@ -109,6 +109,11 @@ def check_options(ctx: Context, sub: str, options: list[str]) -> None:
             for j, c in enumerate(word[1:], 1):
                 if "-" + c in files:
                     git_file(ctx, sub, "-" + c, word[j + 1 :] or following)
+
+
+def at_root(ctx: Context, path: str) -> bool:
+    """`git -C PATH` with PATH the repository root: git then runs exactly as it does without it."""
+    return os.path.realpath(ctx.cwd / path) == str(ctx.repo)
 
 
 def git_file(ctx: Context, sub: str, option: str, value: str | None) -> None:

@@ -11,6 +11,7 @@ point it at any repository and any program.md.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.record.text import refusal
-from hooks.guard import shell
-from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, Form, unknown
-from hooks.guard.paths import Context, Refused, literal, readable, resolve, resolved
+from hooks.guard import advice, shell, wrappers
+from hooks.guard.commands import COMMANDS, IMPLICIT_CWD, SANDBOX_VIEW, Form
+from hooks.guard.paths import Context, Refused, listable, literal, readable, resolve, resolved
 from hooks.guard.shell import Word
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the hook ~5 ms per call
@@ -79,21 +80,35 @@ def decide(
 # ---------------------------------------------------------------- ./run.sh
 
 
-RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status")  # what run_form() accepts, as allow rules
+RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status", "./run.sh python *")  # run_form()'s, as allow rules
+RUN_HELP = ('./run.sh takes exactly one of these forms: `./run.sh`, `./run.sh -m "one-line hypothesis"` '
+            f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`, `./run.sh python -c CODE`, "
+            "`./run.sh python -m MODULE`, `./run.sh python train.py` (your Python, in the training sandbox)")
 
 
-def run_form(words: list[Word]) -> str:
-    """'experiment' or 'status' for the forms the agent may call; refuse the rest."""
+def run_form(words: list[Word], ctx: Context | None = None) -> str:
+    """'experiment', 'status' or 'python' for the forms the agent may call; refuse the rest."""
     args = [literal(w) for w in words]
     if args == ["status"]:
         return "status"
+    if args[:1] == ["python"]:
+        return python_form(args[1:], ctx)
     if len(args) == 2 and args[0] == "-m" and (why := refusal(args[1], "the hypothesis")):
         raise Refused(why)  # it would go into commit messages and the ledger
     if not args or (len(args) == 2 and args[0] == "-m" and valid_hypothesis(args[1])):
         return "experiment"
+    raise Refused(RUN_HELP)
+
+
+def python_form(args: list[str], ctx: Context | None) -> str:
+    """`./run.sh python -c CODE|-m MODULE|FILE [ARGS]`: FILE one the agent edits (the sandbox sees only those)."""
+    if args[:1] in (["-c"], ["-m"]) and len(args) > 1:
+        return "python"
+    if args and ctx is not None and args[0].endswith(".py") and resolve(ctx, args[0])[0] in editable_paths(ctx):
+        return "python"
     raise Refused(
-        './run.sh takes exactly one of these forms: `./run.sh`, `./run.sh -m "one-line hypothesis"` '
-        f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`"
+        f"./run.sh python runs your Python in the training sandbox {SANDBOX_VIEW}: `./run.sh python -c "
+        "'import json; ...'`, `./run.sh python -m MODULE ARGS` or `./run.sh python train.py ARGS`"
     )
 
 
@@ -103,6 +118,11 @@ def valid_hypothesis(text: str) -> bool:
 
 def invalid_program(error: Exception) -> str:
     return f"program.md is invalid: {error}; ask the human to fix it"
+
+
+def canonical(words: tuple[Word, ...]) -> str:
+    """The call as the allow rules spell it: `./run.sh -m 'why'`."""
+    return " ".join(shell.quote(w.text) if i else w.text for i, w in enumerate(words))
 
 
 # ---------------------------------------------------------------- tools
@@ -122,30 +142,15 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
     try:
         line = shell.parse(command)
     except shell.ShellError as e:
-        return deny(str(e))
-    experiment = False
-    for cmd in line.commands:
-        name, args = cmd.words[0].text, list(cmd.words[1:])
-        for source in cmd.inputs:
-            readable(ctx, literal(source))
-        if name == "./run.sh":
-            experiment |= run_form(args) == "experiment"
-            if ctx.cwd != ctx.repo:
-                raise Refused("run ./run.sh from the repository root")
-            continue
-        rule = COMMANDS.get(name)
-        if rule is None:
-            raise Refused(unknown(name))
-        if isinstance(rule, Form):
-            rule.check(ctx, name, args, "." if name in IMPLICIT_CWD else None)
-        else:
-            rule(ctx, args)
-    if experiment:
-        if not line.alone:
-            raise Refused(
-                'run the experiment on its own: `./run.sh` or `./run.sh -m "hypothesis"`, with no `;`, '
-                "`&&`, `|`, `&` or redirection, so the harness sees exactly one run"
-            )
+        return deny(advice.unread(command) or str(e))
+    dropped: tuple[str, ...] = ()
+    problems, forms = check_line(ctx, line)
+    if problems and ctx.cwd == ctx.repo and (peeled := wrappers.peel(line, ctx)):
+        line, dropped = shell.Line((peeled.run,), alone=True), peeled.dropped
+        problems, forms = check_line(ctx, line)
+    if problems:
+        return deny(joined(problems))
+    if "experiment" in forms:
         if isinstance(ctx.program, Exception):
             return deny(invalid_program(ctx.program))
         from eval import rules  # here: only experiment runs pay for the ledger
@@ -155,10 +160,93 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
             return deny(refused)
         timeout = rules.run_timeout_ms(ctx.program)
         updated = {k: v for k, v in tool_input.items() if k != "run_in_background"} | {"timeout": timeout}
-        return Decision("allow", f"experiment run (timeout {timeout // 1000} s, foreground)", updated, experiment=True)
+        reason = f"experiment run (timeout {timeout // 1000} s, foreground)"
+        if dropped:
+            updated["command"] = canonical(line.commands[0].words)
+            reason += f"; rewritten to `{updated['command']}`, dropping " + ", ".join(f"`{d}`" for d in dropped)
+        return Decision("allow", reason, updated, experiment=True)
     if tool_input.get("run_in_background"):
         return deny("background commands are not allowed; run it in the foreground")
-    return allow("read-only command inside the repository")
+    what = "your Python, in the training sandbox" if "python" in forms else "read-only command inside the repository"
+    if dropped:
+        call = canonical(line.commands[0].words)
+        return allow(f"{what}; rewritten to `{call}`, dropping " + ", ".join(f"`{d}`" for d in dropped),
+                     {**tool_input, "command": call})
+    return allow(what)
+
+
+def check_line(ctx: Context, line: shell.Line) -> tuple[list[str], list[str]]:
+    """Every problem of the line (each command checked, none stops the others) and the ./run.sh forms in it."""
+    problems, forms = [], []
+    for i, cmd in enumerate(line.commands):
+        try:
+            forms += check_command(ctx, cmd, line.commands[i - 1] if cmd.joined == "|" else None)
+        except Refused as e:
+            problems.append(str(e))
+    if "experiment" in forms and not line.alone:
+        problems.append(around_a_run(line, ctx))
+    return list(dict.fromkeys(problems)), forms
+
+
+def check_command(ctx: Context, cmd: shell.Command, before: shell.Command | None) -> list[str]:
+    """Refuse the command with all it says is wrong: what the command is first, then its words.
+    `before` is the command whose output it reads through a pipe (xargs runs what that prints)."""
+    name, args = cmd.words[0].text, list(cmd.words[1:])
+    found = [] if name == "./run.sh" or name in COMMANDS else [advice.refused(ctx, cmd)]
+    found += list(cmd.problems)
+    for source in cmd.inputs:
+        try:
+            readable(ctx, literal(source))
+        except Refused as e:
+            found.append(str(e))
+    if found and name == "./run.sh":
+        found.append(run_advice(args, ctx))
+    if found:
+        raise Refused("; ".join(dict.fromkeys(f for f in found if f)))
+    if name == "./run.sh":
+        form = run_form(args, ctx)
+        if ctx.cwd != ctx.repo:
+            raise Refused("run ./run.sh from the repository root")
+        return [form]
+    rule = COMMANDS[name]
+    if name == "xargs":
+        rule(ctx, args, before)
+    elif isinstance(rule, Form):
+        rule.check(ctx, name, args, "." if name in IMPLICIT_CWD else None)
+    else:
+        rule(ctx, args)
+    return []
+
+
+def around_a_run(line: shell.Line, ctx: Context) -> str:
+    """Why a ./run.sh call with other things around it is refused, and what is accepted around one."""
+    names = {c.words[0].text for c in line.commands}
+    tee = (" ./run.sh already keeps the whole output in runs/<id>/train.log and the verdict in "
+           "runs/<id>/verdict.json: drop the `| tee`;" if "tee" in names else "")
+    runs = [c for c in line.commands if c.words[0].text == "./run.sh"]
+    advised = run_advice(list(runs[0].words[1:]), ctx) if len(runs) == 1 else ""
+    return (
+        'run ./run.sh on its own: `./run.sh` or `./run.sh -m "hypothesis"`, so the harness sees exactly one run;'
+        f"{tee} around it only `cd <repository root> &&`, activating .venv, `timeout N`, `2>&1` and "
+        "`| tail -N` / `| head -N` are accepted (and dropped), nothing else" + (f"; {advised}" if advised else "")
+    )
+
+
+def run_advice(args: list[Word], ctx: Context) -> str:
+    """`instead: `./run.sh ...`` with these arguments when they are a valid form: the output is in runs/<id>/."""
+    try:
+        if run_form(args, ctx) != "experiment":
+            return ""
+    except Refused:
+        return ""
+    return ("its whole output is kept in runs/<id>/train.log and the verdict in runs/<id>/verdict.json; instead: "
+            f"`{canonical((Word('./run.sh'), *args))}`")
+
+
+def joined(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + " ".join(f"({i}) {p};" for i, p in enumerate(problems, 1)).rstrip(";")
 
 
 def read(tool_input: dict, ctx: Context) -> Decision:
@@ -166,11 +254,37 @@ def read(tool_input: dict, ctx: Context) -> Decision:
     return allow("read inside the repository")
 
 
+def grep_tool(tool_input: dict, ctx: Context) -> Decision:
+    """Claude Code's Grep searches a file or a whole tree (the shell's directory by default), as `grep -r` does."""
+    path = tool_input.get("path") or "."
+    try:
+        readable(ctx, path, recursive=True)
+    except Refused as e:
+        raise Refused(f"Grep: {e}; give `path` a file or folder without them (e.g. train.py, eval)") from None
+    return allow("search inside the repository")
+
+
+def glob_tool(tool_input: dict, ctx: Context) -> Decision:
+    """Claude Code's Glob lists names, as `ls` and `find` do: the folder and the pattern stay in the repository."""
+    folder = tool_input.get("path") or "."
+    listable(ctx, folder)
+    pattern = tool_input.get("pattern")
+    if not isinstance(pattern, str) or not pattern or pattern.startswith(("/", "~")) or ".." in Path(pattern).parts:
+        raise Refused("Glob needs a pattern relative to the repository (no leading / or ~, no ..): `**/*.py`")
+    fixed = itertools.takewhile(lambda part: not set(part) & set("*?[{"), Path(pattern).parts[:-1])
+    listable(ctx, os.path.join(folder, *fixed))  # a symlinked folder in the pattern must stay inside too
+    return allow("file names inside the repository")
+
+
+def editable_paths(ctx: Context) -> list[Path]:
+    return [ctx.repo / name for name in EDITABLE]
+
+
 def editable(tool_input: dict, ctx: Context) -> tuple[Path, Path]:
     """The file an Edit/Write/MultiEdit changes, (path, relative path); refused unless it is editable."""
     value = tool_input.get("file_path")
     path, rel = resolve(ctx, value)
-    if path not in [ctx.repo / name for name in EDITABLE]:
+    if path not in editable_paths(ctx):
         raise Refused(
             f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
             "scratchpad.md; everything else is the harness"
@@ -325,6 +439,8 @@ PERMITTED = {  # tools allowed whatever their input (settings.json pre-approves 
 TOOLS: dict[str, Callable[[dict, Context], Decision]] = {
     "Bash": bash,
     "Read": read,
+    "Grep": grep_tool,
+    "Glob": glob_tool,
     "Edit": edit,
     "Write": write,
     "MultiEdit": multi_edit,

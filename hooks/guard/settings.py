@@ -18,7 +18,7 @@ from hooks.guard.policy import EDITABLE, PERMITTED, RUN_FORMS, SUBAGENTS
 
 SETTINGS = Path(__file__).resolve().parents[2] / ".claude" / "settings.json"
 BARE = IMPLICIT_CWD | {"pwd", "date"}  # commands that mean something with no argument at all
-SPECIAL = {"sed": ("sed -n *",)}  # commands whose only allowed form starts with fixed words
+SPECIAL = {"sed": ("sed -n *",), "xargs": ()}  # only these forms (xargs: none, the hook decides what it runs)
 
 
 def bash_rules(name: str) -> list[str]:

@@ -3,9 +3,12 @@
 bashlex (a port of bash's own grammar) builds the syntax tree. Only lists (`;`, `&&`, `||`),
 pipelines (`|`) and simple commands pass; every other node (subshells, braces, functions,
 control flow, substitutions, assignments, here-documents) is refused. Each word is then read
-a second time from the source by a strict lexer that knows only literal characters, quotes
-and backslashes; where the two readings disagree, the line is refused. What comes out is
-plain data, so the policy never looks at shell syntax.
+a second time from the source by a strict lexer that knows only literal characters, quotes,
+backslashes and brace lists (`ckpt-{200,300}`, `{1..3}`), which it expands as bash does; where
+the two readings disagree, the line is refused. A problem inside one command (a word, a
+redirection, a here-document) is kept with that command rather than ending the reading, so the
+policy can name every problem of the line and first what the command itself is. What comes out
+is plain data, so the policy never looks at shell syntax.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
+import shlex
 import string
 import sys
 import zlib
@@ -21,10 +26,14 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 # Unquoted characters a word may contain; anything else must be quoted. This leaves out
-# `$ ` { } [ ] ! # ^` (expansions, brace and bracket globs, negations, comments) and `~`
-# where bash would expand it (word start, after = or :).
+# `$ ` [ ] ! # ^` (expansions, bracket globs, negations, comments) and `~` where bash would
+# expand it (word start, after = or :). `{ , }` are brace expansion, read by braces().
 PLAIN = frozenset(string.ascii_letters + string.digits + "_./:=,+@%-")
 GLOB = frozenset("*?")  # the only globs allowed: these two match the same files in bash and here
+BRACE = frozenset("{,}")
+MAX_BRACE_WORDS = 256  # arguments one word may expand into
+SEQUENCE = re.compile(r"(-?\d+)\.\.(-?\d+)|([a-zA-Z])\.\.([a-zA-Z])")
+TEST_BRACKETS = frozenset({"[", "]"})  # `[ -f x ]`: bash's test command and its closing word
 
 NODE_REASONS = {
     "compound": "subshells, { } groups and control flow (if/for/while/case) are not allowed",
@@ -55,13 +64,21 @@ class ShellError(ValueError):
 class Word:
     text: str  # the value bash passes to the command, when no glob matches
     wild: frozenset[int] = frozenset()  # indexes in text of unquoted `*` and `?` (bash expands those)
+    braces: frozenset[int] = frozenset()  # indexes in text of unquoted `{ , }` (before braces() expands them)
 
 
 @dataclass(frozen=True)
 class Command:
     words: tuple[Word, ...]
     inputs: tuple[Word, ...] = ()  # files redirected into stdin with `<`
-    redirected: bool = False  # it had a redirection (`2>/dev/null` and `2>&1` are dropped: they write nothing)
+    redirects: tuple[str, ...] = ()  # the dropped ones as written: `2>&1`, `2>/dev/null` (they write nothing)
+    joined: str = ""  # the operator before it: "", ";", "&&", "||", "|" or "\n"
+    problems: tuple[str, ...] = ()  # what bars it (a word, a redirection); its words are then bashlex's reading
+    heredoc: str | None = None  # the text of a refused here-document, so advice can pass it as one argument
+
+    @property
+    def redirected(self) -> bool:
+        return bool(self.redirects or self.inputs)
 
 
 @dataclass(frozen=True)
@@ -75,56 +92,68 @@ def parse(source: str) -> Line:
     try:
         trees = load_bashlex().parse(source)
     except Exception as e:  # bashlex raises ParsingError, NotImplementedError, AssertionError...
-        raise ShellError(f"the shell parser cannot read this line ({e})") from None
+        if "<<" not in source or source.endswith("\n"):
+            raise ShellError(f"the shell parser cannot read this line ({e})") from None
+        return parse(source + "\n")  # bash ends a here-document at the end of the text; bashlex wants a newline
     commands: list[Command] = []
-    for tree in trees:
-        walk(tree, source, commands)
+    for i, tree in enumerate(trees):
+        walk(tree, source, commands, "\n" if i else "")
     if not commands:
         raise ShellError("the line holds no command")
     alone = len(trees) == 1 and trees[0].kind == "command" and not commands[0].redirected
     return Line(tuple(commands), alone)
 
 
-def walk(node, source: str, out: list[Command]) -> None:
+def walk(node, source: str, out: list[Command], joined: str) -> None:
+    """Append the simple commands of `node`; `joined` is the operator before its first one."""
     if node.kind == "command":
-        out.append(command(node, source))
+        out.append(command(node, source, joined))
     elif node.kind in ("list", "pipeline"):
         for part in node.parts:
             if part.kind == "operator" and part.op not in LIST_OPERATORS:
                 raise ShellError(OPERATOR_REASONS.get(part.op, f"the operator `{part.op}` is not allowed"))
             if part.kind == "pipe" and part.pipe != "|":
                 raise ShellError(OPERATOR_REASONS.get(part.pipe, f"the pipe `{part.pipe}` is not allowed"))
-            if part.kind not in ("operator", "pipe"):
-                walk(part, source, out)
+            if part.kind in ("operator", "pipe"):
+                joined = "|" if part.kind == "pipe" else part.op
+            else:
+                walk(part, source, out, joined)
     else:
         raise ShellError(NODE_REASONS.get(node.kind, f"shell syntax `{node.kind}` is not allowed"))
 
 
-def command(node, source: str) -> Command:
-    words, inputs, redirected = [], [], False
+def command(node, source: str, joined: str = "") -> Command:
+    words, inputs, redirects, problems, heredoc = [], [], [], [], None
     for part in node.parts:
-        if part.kind == "word":
-            words.append(word(part, source))
-        elif part.kind == "redirect":
-            target = redirect(part, source)
-            if target is None:
-                redirected = True
+        if part.kind == "redirect" and part.type in ("<<", "<<-") and getattr(part, "heredoc", None) is not None:
+            heredoc = part.heredoc.value.rpartition("\n")[0] + "\n"  # without the delimiter line
+        try:
+            if part.kind == "word":
+                words += braces(word(part, source))
+            elif part.kind == "redirect":
+                target = redirect(part, source)
+                if isinstance(target, Word):
+                    inputs.append(target)
+                else:
+                    redirects.append(target)
             else:
-                inputs.append(target)
-        else:
-            raise ShellError(NODE_REASONS.get(part.kind, f"shell syntax `{part.kind}` is not allowed"))
+                raise ShellError(NODE_REASONS.get(part.kind, f"shell syntax `{part.kind}` is not allowed"))
+        except ShellError as e:
+            problems.append(str(e))
+            if part.kind == "word":  # keep bashlex's reading, so the command is still named
+                words.append(Word(part.word))
     if not words:
         raise ShellError("a redirection without a command is not allowed")
-    return Command(tuple(words), tuple(inputs), redirected or bool(inputs))
+    return Command(tuple(words), tuple(inputs), tuple(redirects), joined, tuple(problems), heredoc)
 
 
-def redirect(node, source: str) -> Word | None:
-    """Accept `2>/dev/null`, `2>&1` (return None) and `< FILE` (return FILE); refuse the rest."""
+def redirect(node, source: str) -> Word | str:
+    """Accept `2>/dev/null`, `2>&1` (return it as written) and `< FILE` (return FILE); refuse the rest."""
     fd, kind, target = getattr(node, "input", None), node.type, node.output
     if kind == ">&" and fd == 2 and target == 1:
-        return None
+        return "2>&1"
     if kind == ">" and fd == 2 and not isinstance(target, int) and word(target, source).text == "/dev/null":
-        return None
+        return "2>/dev/null"
     if kind == "<" and fd in (None, 0) and not isinstance(target, int):
         return word(target, source)
     if kind in ("<<", "<<-", "<<<"):
@@ -140,15 +169,29 @@ def word(node, source: str) -> Word:
     if parts:  # an expansion inside the word: $VAR, $(...), `...`, ~, <(...)
         raise ShellError(NODE_REASONS.get(parts[0].kind, f"shell syntax `{parts[0].kind}` is not allowed"))
     raw = source[node.pos[0] : node.pos[1]]
+    if raw in TEST_BRACKETS:
+        return Word(raw)
     read = lex(raw)
     if read.text != node.word:
         raise ShellError(f"the word `{raw}` reads ambiguously; quote it with plain single quotes")
     return read
 
 
+def quote(text: str) -> str:
+    """`text` as one word both readers take the same way: bare, in single quotes, or in double quotes when it
+    holds a single quote (bashlex misreads the `'"'"'` splice) and nothing double quotes would expand."""
+    if text and all(c in PLAIN for c in text):
+        return text
+    if "'" not in text:
+        return f"'{text}'"
+    if not set(text) & set('"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
 def lex(raw: str) -> Word:
     """Read one word: plain characters, '...', "..." without `$` or backticks, backslash escapes."""
-    text, wild, i = [], set(), 0
+    text, wild, brace, i = [], set(), set(), 0
     while i < len(raw):
         c = raw[i]
         if c == "'":
@@ -162,9 +205,11 @@ def lex(raw: str) -> Word:
             if i + 1 == len(raw):
                 raise ShellError("a trailing backslash is not allowed")
             chunk, i = ("" if raw[i + 1] == "\n" else raw[i + 1]), i + 2
-        elif c in PLAIN or c in GLOB or (c == "~" and text and text[-1] not in "=:"):  # HEAD~1, not ~/x
+        elif c in PLAIN or c in GLOB or c in BRACE or (c == "~" and text and text[-1] not in "=:"):  # HEAD~1
             if c in GLOB:
                 wild.add(len(text))
+            if c in BRACE:
+                brace.add(len(text))
             chunk, i = c, i + 1
         elif not c.isascii():
             raise ShellError(f"the non-ASCII character {c!r} must be quoted (look-alike letters are refused)")
@@ -175,7 +220,74 @@ def lex(raw: str) -> Word:
         text.extend(chunk)
     if any(i + 1 in wild and text[i] == text[i + 1] == "*" for i in wild):
         raise ShellError("`**` is not allowed: name the directories")
-    return Word("".join(text), frozenset(wild))
+    return Word("".join(text), frozenset(wild), frozenset(brace) if "{" in {text[j] for j in brace} else frozenset())
+
+
+def braces(word: Word) -> list[Word]:
+    """The words bash's brace expansion makes of `word` (`a{b,c}` -> ab ac, `{1..3}` -> 1 2 3).
+
+    Braces bash would leave as they are (`{x}`, `{}`, an unmatched one) are refused rather than
+    guessed: the guard must check exactly the arguments the command gets.
+    """
+    if not word.braces:
+        return [word]
+    chars = [(c, i in word.wild, i in word.braces) for i, c in enumerate(word.text)]
+    out = [Word("".join(c for c, _, _ in seq), frozenset(i for i, (_, w, _) in enumerate(seq) if w))
+           for seq in alternatives(chars, word.text)]
+    if len(out) > MAX_BRACE_WORDS:
+        raise ShellError(f"`{word.text}` expands into more than {MAX_BRACE_WORDS} words; narrow it")
+    return out
+
+
+Char = tuple[str, bool, bool]  # (character, an unquoted glob, an unquoted brace character)
+
+
+def alternatives(chars: list[Char], text: str) -> list[list[Char]]:
+    start = next((i for i, (c, _, b) in enumerate(chars) if b and c == "{"), None)
+    if start is None:
+        return [chars]
+    depth, commas, end = 0, [], None
+    for i in range(start, len(chars)):
+        c, _, b = chars[i]
+        if b and c == "{":
+            depth += 1
+        elif b and c == "}":
+            depth -= 1
+            if depth == 0:
+                end = i
+                break
+        elif b and c == "," and depth == 1:
+            commas.append(i)
+    if end is None:
+        raise ShellError(f"`{text}` has an unmatched `{{`; quote it if it is meant literally")
+    head, body, tail = chars[:start], chars[start + 1 : end], chars[end + 1 :]
+    if commas:
+        cuts = [start, *commas, end]
+        options = [chars[a + 1 : b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    else:
+        options = [[(c, False, False)] for c in sequence(body, text)]
+    if len(options) > MAX_BRACE_WORDS:
+        raise ShellError(f"`{text}` expands into more than {MAX_BRACE_WORDS} words; narrow it")
+    return [seq for option in options for seq in alternatives(head + option + tail, text)]
+
+
+def sequence(body: list[Char], text: str) -> list[str]:
+    """`{1..3}`, `{01..10}`, `{a..e}` as bash counts them; any other lone brace is refused."""
+    found = None if any(g or b for _, g, b in body) else SEQUENCE.fullmatch("".join(c for c, _, _ in body))
+    if found is None:
+        raise ShellError(
+            f"`{text}`: bash leaves braces without a comma or a `a..b` range as they are; quote them, "
+            "or list the alternatives: `ckpt-{200,300}`"
+        )
+    if found[3]:
+        a, b = ord(found[3]), ord(found[4])
+        return [chr(x) for x in range(a, b + (1 if b >= a else -1), 1 if b >= a else -1)]
+    a, b = int(found[1]), int(found[2])
+    if abs(b - a) >= MAX_BRACE_WORDS:
+        raise ShellError(f"`{text}` expands into more than {MAX_BRACE_WORDS} words; narrow it")
+    padded = any(re.fullmatch(r"-?0\d+", end) for end in found.group(1, 2))  # bash pads {01..10} to 2 digits
+    width = max(len(found[1]), len(found[2])) if padded else 0
+    return [f"{x:0{width}d}" for x in range(a, b + (1 if b >= a else -1), 1 if b >= a else -1)]
 
 
 def double_quoted(raw: str, i: int) -> tuple[str, int]:
