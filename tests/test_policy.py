@@ -751,7 +751,7 @@ def test_each_table_entry_is_one_real_option_of_the_tool(tool):
             wrong += [f"{s} and {long} are not one option: {spec}" for s in shorts if s not in twins]
             after = spec[spec.index(long) + len(long):]
             says = "optional" if after.startswith("[=") or f"{long}=" in after else (
-                "required" if re.match(r"=| [A-Z]", after) else "")
+                "required" if re.match(r"=| (?:[A-Z]+(?![a-z])|#|<)", after) else "")  # not " Ignore case ..."
             if says != option.value:
                 wrong.append(f"{long} takes {option.value or 'no'} value, {tool} says {says or 'none'}: {spec}")
         if not longs and not any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", x) for x in lines
