@@ -1,8 +1,10 @@
 """One experiment: a candidate train.py measured in one or more trials, and its verdict applied.
 
-`./run.sh` (commands/experiment.py) runs the candidate's first trial; when the noise rule
-finds it promising (or when it is the baseline), it runs more trials with seeds the harness
-chooses. Then the verdict is applied, in steps that are each idempotent and recorded in
+`./run.sh` (commands/experiment.py) runs the candidate's first trial; when it is the baseline,
+it runs more trials with seeds the harness chooses; when the noise rule finds it promising, it
+runs the best's train.py beside it in interleaved pairs with one seed each (best, candidate,
+best, ... as trials b1, s2, b2, ...), rerunning a pair whose compute differs (eval/verdict.py).
+Then the verdict is applied, in steps that are each idempotent and recorded in
 runs/<id>/verdict.json:
   1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
   2. git: keep commits train.py, anything else stores it under a ref and restores the best;
@@ -60,26 +62,77 @@ def exclusive(repo: Path):
         yield
 
 
-def seed_runs(run_dir: Path) -> list[dict]:
-    """The metrics of every trial (seed) of one experiment, the first one first."""
-    return [m for d in seed_dirs(run_dir) if (m := read_json(d / "metrics.json")) is not None]
+BEST_SOURCE = "best.py"  # runs/<id>/best.py: the best's train.py, as its reruns beside the candidate ran it
+MORE_PAIRS = 1.0  # pairs run again for want of comparable compute, at most this fraction of verdict.seeds more
+
+
+def seed_runs(run_dir: Path, arm: str = "s") -> list[dict]:
+    """The metrics of every trial of one experiment, the first one first; arm "b": the best's reruns."""
+    return [m for d in seed_dirs(run_dir, arm) if (m := read_json(d / "metrics.json")) is not None]
 
 
 def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict.Samples | None]:
     best = ledger.best(rows, direction)
-    return best, (verdict.Samples(tuple(best["values"])) if best else None)
+    return best, (verdict.Samples(tuple(best["values"]), tuple(best.get("models") or ())) if best else None)
+
+
+def pairs_of(runs: list[dict], best_runs: list[dict], tolerance: float) -> list[dict]:
+    """The candidate's trials matched with the best's reruns by seed, and whether each pair compares."""
+    by_seed = {m["seed"]: m for m in best_runs}
+    pairs = []
+    for c in runs:
+        b = by_seed.get(c["seed"])
+        if b is None:
+            continue
+        both_ok = c["outcome"] == b["outcome"] == "ok"
+        pairs.append({"candidate": c["id"], "best": b["id"], "seed": c["seed"], "values": [c["value"], b["value"]],
+                      "cpu_seconds": [c.get("cpu_seconds"), b.get("cpu_seconds")],
+                      "comparable": both_ok and verdict.comparable(c.get("cpu_seconds"), b.get("cpu_seconds"),
+                                                                   tolerance)})
+    return pairs
+
+
+def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dict], best_runs: list[dict],
+                     earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
+    """The verdict on the comparable pairs: (verdict, the pairs, the candidate's runs it counted)."""
+    pairs = pairs_of(runs, best_runs, rule.compute_tolerance)
+    used = [p for p in pairs if p["comparable"]]
+    failed = next((m for m in runs if m["outcome"] != "ok"), None)
+    if failed is not None:
+        return verdict.judge(task.direction, rule, None, failed["outcome"], []), pairs, []
+    best_failed = next((m for m in best_runs if m["outcome"] != "ok"), None)
+    if best_failed is not None or not used:
+        why = (f"the best's rerun {best_failed['id']} ended {best_failed['outcome']}" if best_failed else
+               f"no pair got comparable compute (CPU-seconds within {rule.compute_tolerance:.0%}: "
+               + ", ".join(f"{c or 0:.1f} vs {b or 0:.1f}" for c, b in (p["cpu_seconds"] for p in pairs)) + ")")
+        return verdict.Verdict("discard", f"discarded: not judged, {why}: the machine, not the change, "
+                               "was measured; try it again"), pairs, []
+    counted = {p["candidate"] for p in used}
+    mine = [m for m in runs if m["id"] in counted]
+    fresh = verdict.Samples(tuple(p["values"][1] for p in used),
+                            tuple(m.get("model_sha256") for m in best_runs if m["id"] in {p["best"] for p in used}))
+    v = verdict.judge(task.direction, rule, fresh, "ok", [m["value"] for m in mine], fallback_spread=earlier,
+                      models=[m.get("model_sha256") for m in mine])
+    return v, pairs, mine
 
 
 def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
-    runs = seed_runs(repo / RUNS / run_id)
+    runs, best_runs = seed_runs(repo / RUNS / run_id), seed_runs(repo / RUNS / run_id, "b")
     rows = [r for r in ledger.read(repo) if r["id"] != run_id]
     best_row, best = best_samples(rows, task.direction)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
-    values = [m["value"] for m in runs if m["outcome"] == "ok"]
-    earlier = verdict.pooled_spread([r["values"] for r in rows if r.get("values")])
-    v = verdict.judge(task.direction, program.verdict, best, outcome, values, fallback_spread=earlier)
+    earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
+                                     for r in rows if r.get("values") and None not in r["values"]])
+    pairs: list[dict] = []
+    if best_runs and runs:
+        v, pairs, counted = paired_judgement(task, program.verdict, runs, best_runs, earlier)
+    else:
+        counted = [m for m in runs if m["outcome"] == "ok"]
+        v = verdict.judge(task.direction, program.verdict, best, outcome, [m["value"] for m in counted],
+                          fallback_spread=earlier, models=[m.get("model_sha256") for m in counted])
+    values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
     return {
@@ -89,7 +142,8 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "metric": task.metric,
         "direction": task.direction,
         "values": values,
-        "seeds": [m["seed"] for m in runs],
+        "seeds": [m["seed"] for m in counted] if counted else [m["seed"] for m in runs],
+        "models": [m.get("model_sha256") for m in counted],
         "mean": v.mean,
         "spread": v.spread,
         "delta": v.delta,
@@ -98,13 +152,25 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "rule": program.verdict.rule,
         "best_id": best_row["id"] if best_row else None,
         "best_mean": best_row["mean"] if best_row else None,
+        "paired": bool(pairs),
+        "pairs": pairs,
+        "best_values": [p["values"][1] for p in pairs if p["comparable"]],
+        "runs": len(runs) + len(best_runs),
+        "compute": [compute_of(m) for m in runs + best_runs],
         "hypothesis": first.get("hypothesis", ""),
         "phase": program.current_phase.name,
         "peak_memory_mb": first.get("peak_memory_mb"),
-        "total_seconds": sum(m.get("total_seconds", 0) for m in runs),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs),
         "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
         "applied": False,
     }
+
+
+def compute_of(m: dict) -> dict:
+    """What one trial got, as the verdict, the ledger and the status show it."""
+    return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "training_seconds": m.get("training_seconds"),
+            "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
+            "steps": (m.get("reported") or {}).get("steps")}
 
 
 def commit_message(d: dict) -> tuple[str, str]:
@@ -217,17 +283,59 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         say(summary(first))
         extra = rule.rule == "noise" and first["outcome"] == "ok" and (
             best is None or verdict.promising(task.direction, rule, best, first["value"]))
-        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
-            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
-            trial = trial_dir(run_dir, k)
-            trial[1].mkdir()
-            announce(repo, trial[0], k, len(seeds), budget)
-            m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
-            say(summary(m))
-            if m["outcome"] != "ok":
-                break
+        if extra and best is not None and rule.paired:
+            say(f"[{run_id}] promising: measured now beside fresh runs of the best, in pairs of one seed each")
+            measure_pairs(repo, program, (run_id, run_dir), first, hypothesis, budget, unsafe, say, measure)
+        else:
+            for k, seed in enumerate(seeds[1:] if extra else [], start=2):
+                say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
+                m = measure(repo, program, new_trial(repo, run_dir, k, "s", len(seeds), budget), run_dir / "train.py",
+                            hypothesis, budget, seed, unsafe)
+                say(summary(m))
+                if m["outcome"] != "ok":
+                    break
         (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
+
+
+def new_trial(repo: Path, run_dir: Path, k: int, arm: str, of: int | None, budget: float) -> tuple[str, Path]:
+    trial = trial_dir(run_dir, k, arm)
+    trial[1].mkdir()
+    announce(repo, trial[0], k, of, budget)
+    return trial
+
+
+def measure_pairs(repo: Path, program: config.Program, experiment: tuple[str, Path], first: dict, hypothesis: str,
+                  budget: float, unsafe: bool, say, measure: Measure) -> None:
+    """The best's train.py beside the candidate: pairs of one seed each in alternating order (b1 after the
+    first trial, then b2 s2, s3 b3, ...) until verdict.seeds pairs compare, a pair is run again when its
+    compute differs (at most MORE_PAIRS x seeds more), and any run that fails ends it."""
+    from eval.trial import summary  # the sandbox stack: only runs need it
+
+    run_id, run_dir = experiment
+    task, rule = program.task, program.verdict
+    best_py = run_dir / BEST_SOURCE
+    best_py.write_bytes(history.best_source(repo))
+    most = rule.seeds + int(MORE_PAIRS * rule.seeds)
+    seeds = verdict.harness_seeds(task.seed, most, run_id)
+    comparable = 0
+    for k, seed in enumerate(seeds, start=1):
+        arms = ("b",) if k == 1 else ("b", "s") if k % 2 == 0 else ("s", "b")
+        ran = {"s": first} if k == 1 else {}
+        for arm in arms:
+            source = best_py if arm == "b" else run_dir / "train.py"
+            trial = new_trial(repo, run_dir, k, arm, None, budget)
+            ran[arm] = measure(repo, program, trial, source, hypothesis, budget, seed, unsafe)
+            say(summary(ran[arm]))
+            if ran[arm]["outcome"] != "ok":
+                return
+        if verdict.comparable(ran["s"].get("cpu_seconds"), ran["b"].get("cpu_seconds"), rule.compute_tolerance):
+            comparable += 1
+        else:
+            say(f"[{run_id}] pair {k}: CPU-seconds {ran['s'].get('cpu_seconds')} vs {ran['b'].get('cpu_seconds')} "
+                f"differ by more than {rule.compute_tolerance:.0%}: the machine changed, this pair is run again")
+        if comparable == rule.seeds:
+            return
 
 
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
@@ -235,6 +343,10 @@ def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float
     A run that dies leaves it behind; the status line ignores it once the process that wrote it is gone."""
     write_json(repo / RUNNING, {"id": trial_id, "seed": seed, "of": of, "started": time.time(),
                                 "budget_seconds": budget, "pid": os.getpid()})
+
+
+def cpu(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds:.1f}s"
 
 
 def verdict_text(d: dict) -> str:
@@ -247,6 +359,12 @@ def verdict_text(d: dict) -> str:
     if d["best_id"]:
         lines.append(f"best before: {d['best_id']} at {value(d['best_mean'])}; delta {value(d['delta'])}, "
                      f"required {value(d['threshold'])}, spread {value(d['spread'])}")
+    if d.get("pairs"):
+        lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: " + "; ".join(
+            f"{p['candidate']} vs {p['best']} (CPU {cpu(p['cpu_seconds'][0])} vs {cpu(p['cpu_seconds'][1])})"
+            + ("" if p["comparable"] else " not compared") for p in d["pairs"]))
+    elif d.get("compute"):
+        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(c['cpu_seconds'])}" for c in d["compute"]))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     else:

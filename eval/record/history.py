@@ -112,6 +112,11 @@ def restore_best(repo: Path) -> None:
     r.index.add(["train.py"])
 
 
+def best_source(repo: Path) -> bytes:
+    """The best's train.py (HEAD's), for its reruns beside a candidate."""
+    return open_repo(repo).head.commit.tree["train.py"].data_stream.read()
+
+
 def head(repo: Path) -> str:
     return open_repo(repo).head.commit.hexsha
 
