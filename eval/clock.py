@@ -78,6 +78,7 @@ class Clock:
                 self.no_start = True
                 self.control.kill()
             return
+        self.cpu_marker = self.control.meter().cpu_seconds
         if self.wait_until_spent():
             return
         self.t_stop = time.monotonic()
@@ -94,7 +95,6 @@ class Clock:
         deadline = self.t_marker + self.budget
         if self.cpu_budget is None:
             return self.wait_until(deadline)
-        self.cpu_marker = self.control.meter().cpu_seconds
         if self.cpu_marker is None:  # a backend that cannot meter cannot enforce it: the wall budget must do
             return self.wait_until(deadline)
         while time.monotonic() < deadline:
@@ -131,6 +131,12 @@ class Clock:
         if self.after_stop_seconds(result) is None or result.cpu_seconds is None or self.cpu_stop is None:
             return None
         return max(0.0, result.cpu_seconds - self.cpu_stop)
+
+    def trained_cpu(self) -> float | None:
+        """CPU-seconds of the job from the marker to the stop: the compute its budget bought."""
+        if self.cpu_marker is None or self.cpu_stop is None:
+            return None
+        return max(0.0, self.cpu_stop - self.cpu_marker)
 
     def allowance(self) -> float:
         """CPU-seconds the job may use after the stop: the step in flight, and the export."""

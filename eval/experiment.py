@@ -73,23 +73,43 @@ def seed_runs(run_dir: Path, arm: str = "s") -> list[dict]:
 
 def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict.Samples | None]:
     best = ledger.best(rows, direction)
-    return best, (verdict.Samples(tuple(best["values"]), tuple(best.get("models") or ())) if best else None)
+    if best is None:
+        return None, None
+    return best, verdict.Samples(tuple(best["values"]), tuple(best.get("models") or ()),
+                                 tuple(best.get("value_cpu_seconds") or ()))
 
 
 def pairs_of(runs: list[dict], best_runs: list[dict], tolerance: float) -> list[dict]:
-    """The candidate's trials matched with the best's reruns by seed, and whether each pair compares."""
-    by_seed = {m["seed"]: m for m in best_runs}
+    """Each candidate trial matched with the earliest unmatched rerun of the best that got alike compute
+    (its own round's first); a trial with no such partner is listed unmatched, and never counted."""
+    free = [m for m in best_runs if m["outcome"] == "ok"]
     pairs = []
     for c in runs:
-        b = by_seed.get(c["seed"])
-        if b is None:
-            continue
-        both_ok = c["outcome"] == b["outcome"] == "ok"
-        pairs.append({"candidate": c["id"], "best": b["id"], "seed": c["seed"], "values": [c["value"], b["value"]],
-                      "cpu_seconds": [c.get("cpu_seconds"), b.get("cpu_seconds")],
-                      "comparable": both_ok and verdict.comparable(c.get("cpu_seconds"), b.get("cpu_seconds"),
-                                                                   tolerance)})
+        rounds = sorted(free, key=lambda b: (b["seed"] != c["seed"], free.index(b)))
+        b = next((b for b in rounds if c["outcome"] == "ok"
+                  and verdict.comparable(c.get("cpu_seconds"), b.get("cpu_seconds"), tolerance)), None)
+        if b is not None:
+            free.remove(b)
+        pairs.append({"candidate": c["id"], "best": b["id"] if b else None, "seed": c["seed"],
+                      "values": [c["value"], b["value"] if b else None],
+                      "cpu_seconds": [c.get("cpu_seconds"), b.get("cpu_seconds") if b else None],
+                      "comparable": b is not None})
+    pairs += [{"candidate": None, "best": b["id"], "seed": b["seed"], "values": [None, b["value"]],
+               "cpu_seconds": [None, b.get("cpu_seconds")], "comparable": False} for b in free]
     return pairs
+
+
+def judgement(task: config.Task, rule: config.VerdictRule, best: verdict.Samples | None, runs: list[dict],
+              best_runs: list[dict], earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
+    """The verdict on the candidate's runs: beside the best's fresh reruns when there are any (paired), else
+    against the best's stored runs. (verdict, the pairs, the candidate's runs it counted)."""
+    if best_runs and runs:
+        return paired_judgement(task, rule, runs, best_runs, earlier)
+    outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
+    counted = [m for m in runs if m["outcome"] == "ok"]
+    v = verdict.judge(task.direction, rule, best, outcome, [m["value"] for m in counted], fallback_spread=earlier,
+                      models=[m.get("model_sha256") for m in counted])
+    return v, [], counted
 
 
 def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dict], best_runs: list[dict],
@@ -104,15 +124,17 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
     if best_failed is not None or not used:
         why = (f"the best's rerun {best_failed['id']} ended {best_failed['outcome']}" if best_failed else
                f"no pair got comparable compute (CPU-seconds within {rule.compute_tolerance:.0%}: "
-               + ", ".join(f"{c or 0:.1f} vs {b or 0:.1f}" for c, b in (p["cpu_seconds"] for p in pairs)) + ")")
+               + ", ".join(cpu(p["cpu_seconds"][0] if p["candidate"] else p["cpu_seconds"][1]) for p in pairs) + ")")
         return verdict.Verdict("discard", f"discarded: not judged, {why}: the machine, not the change, "
                                "was measured; try it again"), pairs, []
     counted = {p["candidate"] for p in used}
     mine = [m for m in runs if m["id"] in counted]
+    theirs = {m["id"]: m for m in best_runs}
     fresh = verdict.Samples(tuple(p["values"][1] for p in used),
-                            tuple(m.get("model_sha256") for m in best_runs if m["id"] in {p["best"] for p in used}))
+                            tuple(theirs[p["best"]].get("model_sha256") for p in used))
     v = verdict.judge(task.direction, rule, fresh, "ok", [m["value"] for m in mine], fallback_spread=earlier,
-                      models=[m.get("model_sha256") for m in mine])
+                      models=[m.get("model_sha256") for m in mine],
+                      stratum=verdict.strata([p["cpu_seconds"][0] for p in used], rule.compute_tolerance))
     return v, pairs, mine
 
 
@@ -125,13 +147,7 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
     earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
                                      for r in rows if r.get("values") and None not in r["values"]])
-    pairs: list[dict] = []
-    if best_runs and runs:
-        v, pairs, counted = paired_judgement(task, program.verdict, runs, best_runs, earlier)
-    else:
-        counted = [m for m in runs if m["outcome"] == "ok"]
-        v = verdict.judge(task.direction, program.verdict, best, outcome, [m["value"] for m in counted],
-                          fallback_spread=earlier, models=[m.get("model_sha256") for m in counted])
+    v, pairs, counted = judgement(task, program.verdict, best, runs, best_runs, earlier)
     values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
@@ -144,6 +160,7 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "values": values,
         "seeds": [m["seed"] for m in counted] if counted else [m["seed"] for m in runs],
         "models": [m.get("model_sha256") for m in counted],
+        "value_cpu_seconds": [m.get("cpu_seconds") for m in counted],
         "mean": v.mean,
         "spread": v.spread,
         "delta": v.delta,
@@ -271,71 +288,99 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         recover(repo, say)
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
-        seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
-        announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
+        best_py = run_dir / BEST_SOURCE
+
+        def trial(arm: str, k: int, seed: int) -> dict:
+            """Trial k of the candidate (arm s) or of the best's rerun (arm b), measured and summarised."""
+            if arm == "s" and k == 1:
+                where, source = (run_id, run_dir), repo / task.train_file
+                announce(repo, run_id, 1, rule.seeds if best is None and rule.rule == "noise" else None, budget)
+            else:
+                where, source = trial_dir(run_dir, k, arm), best_py if arm == "b" else run_dir / "train.py"
+                where[1].mkdir()
+                announce(repo, where[0], k, None, budget)
+            if arm == "b" and not best_py.exists():
+                best_py.write_bytes(history.best_source(repo))
+            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe)
+            say(summary(m))
+            return m
+
+        seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), run_id)
         try:
-            first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
-                            unsafe)
+            candidate_runs(rule, task.direction, best, seeds, trial, lambda line: say(f"[{run_id}] {line}"))
         except BaseException:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
             raise
-        say(summary(first))
-        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
-            best is None or verdict.promising(task.direction, rule, best, first["value"]))
-        if extra and best is not None and rule.paired:
-            say(f"[{run_id}] promising: measured now beside fresh runs of the best, in pairs of one seed each")
-            measure_pairs(repo, program, (run_id, run_dir), first, hypothesis, budget, unsafe, say, measure)
-        else:
-            for k, seed in enumerate(seeds[1:] if extra else [], start=2):
-                say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
-                m = measure(repo, program, new_trial(repo, run_dir, k, "s", len(seeds), budget), run_dir / "train.py",
-                            hypothesis, budget, seed, unsafe)
-                say(summary(m))
-                if m["outcome"] != "ok":
-                    break
         (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
 
 
-def new_trial(repo: Path, run_dir: Path, k: int, arm: str, of: int | None, budget: float) -> tuple[str, Path]:
-    trial = trial_dir(run_dir, k, arm)
-    trial[1].mkdir()
-    announce(repo, trial[0], k, of, budget)
-    return trial
+def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Samples | None, seeds: list[int],
+                   trial, say=lambda _: None) -> dict[str, list[dict]]:
+    """Which trials one candidate gets, run through trial(arm, k, seed) -> metrics: its first; more seeds for
+    the baseline and for a promising candidate; fresh runs of the best beside it when needs_pairs. Returns the
+    runs by arm ("s" the candidate, "b" the best)."""
+    runs = [trial("s", 1, seeds[0])]
+    first = runs[0]
+    if first["outcome"] != "ok" or rule.rule != "noise":
+        return {"s": runs, "b": []}
+    screen = best.alike(first.get("cpu_seconds"), rule.compute_tolerance) if best and rule.paired != "never" \
+        else best
+    if best is not None and not verdict.promising(direction, rule, screen, first["value"]):
+        return {"s": runs, "b": []}
+    if best is None or not needs_pairs(rule, best, runs):
+        for k, seed in enumerate(seeds[1:rule.seeds], start=2):
+            say(f"{'baseline' if best is None else 'promising'}: seed {k} of {rule.seeds} ({seed})")
+            runs.append(trial("s", k, seed))
+            if runs[-1]["outcome"] != "ok":
+                return {"s": runs, "b": []}
+        if best is None or not needs_pairs(rule, best, runs):
+            return {"s": runs, "b": []}
+    say("promising, but its runs and the best's stored ones got unlike compute (or a GPU): measured beside fresh "
+        "runs of the best")
+    return pair_rounds(rule, runs, seeds, trial, say)
 
 
-def measure_pairs(repo: Path, program: config.Program, experiment: tuple[str, Path], first: dict, hypothesis: str,
-                  budget: float, unsafe: bool, say, measure: Measure) -> None:
-    """The best's train.py beside the candidate: pairs of one seed each in alternating order (b1 after the
-    first trial, then b2 s2, s3 b3, ...) until verdict.seeds pairs compare, a pair is run again when its
-    compute differs (at most MORE_PAIRS x seeds more), and any run that fails ends it."""
-    from eval.trial import summary  # the sandbox stack: only runs need it
+def needs_pairs(rule: config.VerdictRule, best: verdict.Samples, runs: list[dict]) -> bool:
+    """Whether the candidate's runs must be judged beside fresh runs of the best (verdict.paired): always; or,
+    on auto, unless every run it made and every stored run of the best got alike compute, on the CPU."""
+    if rule.rule != "noise" or rule.paired == "never":
+        return False
+    if rule.paired == "always" or any(m.get("gpu") for m in runs):  # a GPU's share is not measured
+        return True
+    cpu = [m.get("cpu_seconds") for m in runs]
+    if None in cpu:  # a replayed recording: the sandbox always measures it
+        return False
+    if len(best.cpu_seconds) != best.n or None in best.cpu_seconds:  # a best from before compute was recorded
+        return True
+    return not all(verdict.comparable(c, b, rule.compute_tolerance) for c in cpu for b in best.cpu_seconds)
 
-    run_id, run_dir = experiment
-    task, rule = program.task, program.verdict
-    best_py = run_dir / BEST_SOURCE
-    best_py.write_bytes(history.best_source(repo))
-    most = rule.seeds + int(MORE_PAIRS * rule.seeds)
-    seeds = verdict.harness_seeds(task.seed, most, run_id)
-    comparable = 0
+
+def pair_rounds(rule: config.VerdictRule, runs: list[dict], seeds: list[int], trial, say=lambda _: None) -> dict:
+    """Rounds of one seed each, in alternating order (b1 beside the first trial, then b2 s2, s3 b3, ...; a
+    candidate trial already run keeps its place), until rule.seeds pairs got alike compute (pairs_of) or the
+    seeds run out; any run that fails ends it.
+
+    runs: the candidate's trials so far. trial(arm, k, seed) -> metrics runs one: arm "s" the candidate,
+    "b" the best. Returns the runs by arm.
+    """
+    ran: dict[str, list[dict]] = {"s": list(runs), "b": []}
     for k, seed in enumerate(seeds, start=1):
-        arms = ("b",) if k == 1 else ("b", "s") if k % 2 == 0 else ("s", "b")
-        ran = {"s": first} if k == 1 else {}
-        for arm in arms:
-            source = best_py if arm == "b" else run_dir / "train.py"
-            trial = new_trial(repo, run_dir, k, arm, None, budget)
-            ran[arm] = measure(repo, program, trial, source, hypothesis, budget, seed, unsafe)
-            say(summary(ran[arm]))
-            if ran[arm]["outcome"] != "ok":
-                return
-        if verdict.comparable(ran["s"].get("cpu_seconds"), ran["b"].get("cpu_seconds"), rule.compute_tolerance):
-            comparable += 1
-        else:
-            say(f"[{run_id}] pair {k}: CPU-seconds {ran['s'].get('cpu_seconds')} vs {ran['b'].get('cpu_seconds')} "
-                f"differ by more than {rule.compute_tolerance:.0%}: the machine changed, this pair is run again")
-        if comparable == rule.seeds:
-            return
+        for arm in ("b", "s") if k % 2 == 0 else ("s", "b"):
+            if arm == "s" and len(ran["s"]) >= k:
+                continue
+            ran[arm].append(trial(arm, k, seed))
+            if ran[arm][-1]["outcome"] != "ok":
+                return ran
+        matched = sum(p["comparable"] for p in pairs_of(ran["s"], ran["b"], rule.compute_tolerance))
+        if matched >= rule.seeds:
+            return ran
+        if matched < k:
+            say(f"round {k}: CPU-seconds {ran['s'][k - 1].get('cpu_seconds')} vs {ran['b'][-1].get('cpu_seconds')}: "
+                f"{matched} of {k} rounds got alike compute (within {rule.compute_tolerance:.0%}); the machine "
+                "changed, one more round")
+    return ran
 
 
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
@@ -349,6 +394,13 @@ def cpu(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds:.1f}s"
 
 
+def pair_text(p: dict) -> str:
+    if p["comparable"]:
+        return f"{p['candidate']} vs {p['best']} (CPU {cpu(p['cpu_seconds'][0])} vs {cpu(p['cpu_seconds'][1])})"
+    alone = 0 if p["candidate"] else 1
+    return f"{p['candidate'] or p['best']} (CPU {cpu(p['cpu_seconds'][alone])}) unmatched"
+
+
 def verdict_text(d: dict) -> str:
     """The verdict as the agent reads it (PostToolUse additionalContext and the terminal)."""
     lines = [
@@ -360,9 +412,8 @@ def verdict_text(d: dict) -> str:
         lines.append(f"best before: {d['best_id']} at {value(d['best_mean'])}; delta {value(d['delta'])}, "
                      f"required {value(d['threshold'])}, spread {value(d['spread'])}")
     if d.get("pairs"):
-        lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: " + "; ".join(
-            f"{p['candidate']} vs {p['best']} (CPU {cpu(p['cpu_seconds'][0])} vs {cpu(p['cpu_seconds'][1])})"
-            + ("" if p["comparable"] else " not compared") for p in d["pairs"]))
+        lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: "
+                     + "; ".join(pair_text(p) for p in d["pairs"]))
     elif d.get("compute"):
         lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(c['cpu_seconds'])}" for c in d["compute"]))
     if d["status"] == "keep":

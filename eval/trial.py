@@ -35,8 +35,8 @@ from sandbox.heartbeat import Heartbeat
 from sandbox.job import SANDBOX_ENV, Control, Job, Mask, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
-REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
-                 "final_loss": float}
+REPORTED_KEYS = {"steps": int, "tokens": int, "tokens_per_second": float, "peak_vram_mb": float,
+                 "training_seconds": float, "final_loss": float}
 # train.py's own logs stay in /out (kept as runs/<id>/out/): W&B writes offline there instead of trying the
 # network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
 OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
@@ -290,6 +290,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         after_stop_cpu_seconds=rounded(clock.after_stop_cpu(train)),
         cpu_seconds=rounded(train.cpu_seconds),
         cpu_budget_seconds=task.cpu_budget_seconds,
+        trained_cpu_seconds=rounded(clock.trained_cpu()),
         host_other_load=other_load,
         gpu=compute.gpu_name() if has_gpu() else None,
         model_sha256=weights,

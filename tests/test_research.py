@@ -327,7 +327,7 @@ def test_identical_code_after_a_load_change_is_not_kept(research_repo):
     text = experiment.verdict_text(d)
     assert "r0002-s2 vs r0002-b2 (CPU 19.9s vs 20.1s)" in text and "6 runs in all" in text
     program = (repo / "program.md").read_text()
-    (repo / "program.md").write_text(program.replace("  seeds: 3", "  seeds: 3\n  paired: false"))
+    (repo / "program.md").write_text(program.replace("  seeds: 3", "  seeds: 3\n  paired: never"))
     (repo / "scratchpad.md").write_text((repo / "scratchpad.md").read_text() + "\nr0002 noted\n")
     (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# again\n")
     unpaired = experiment.run_experiment(repo, "the same, unpaired", None, False, say=lambda _: None,
@@ -338,14 +338,16 @@ def test_identical_code_after_a_load_change_is_not_kept(research_repo):
 def test_a_pair_whose_compute_differs_is_run_again_and_never_counted(research_repo):
     repo = research_repo
     baseline_under_load(repo)
-    machine = [(1.50, 20.0), (1.80, 20.0),  # pair 1: the candidate 0.3 better
-               (1.80, 9.0), (1.50, 20.0),  # pair 2: the best's rerun beside a hog: half the compute, not compared
-               (1.50, 20.0), (1.80, 20.0), (1.80, 20.0), (1.50, 20.0)]  # pairs 3 (s, b) and 4 (b, s)
+    machine = [(1.50, 20.0), (1.80, 20.0),  # round 1 (s, b): the candidate 0.3 better
+               (1.80, 9.0), (1.50, 20.0),  # round 2 (b, s): the best's rerun beside a hog, half the compute
+               (1.50, 20.0), (1.80, 20.0), (1.80, 20.0), (1.50, 20.0)]  # rounds 3 (s, b) and 4 (b, s)
     d = experiment.run_experiment(repo, "a real gain", None, False, say=lambda _: None, measure=scripted(machine))
     assert d["status"] == "keep" and d["runs"] == 8, d
-    assert [p["comparable"] for p in d["pairs"]] == [True, False, True, True]
+    assert [(p["candidate"], p["best"]) for p in d["pairs"]] == [
+        ("r0002", "r0002-b1"), ("r0002-s2", "r0002-b3"), ("r0002-s3", "r0002-b4"), ("r0002-s4", None),
+        (None, "r0002-b2")]  # matched by compute, the hogged rerun left out
     assert d["seeds"] == [p["seed"] for p in d["pairs"] if p["comparable"]] and len(d["values"]) == 3
-    assert "not compared" in experiment.verdict_text(d)
+    assert "r0002-b2 (CPU 9.0s) unmatched" in experiment.verdict_text(d)
     row = ledger.read(repo)[-1]
     assert row["id"] == "r0002" and row["values"] == [1.50, 1.50, 1.50] and len(row["compute"]) == 8
 
@@ -353,7 +355,8 @@ def test_a_pair_whose_compute_differs_is_run_again_and_never_counted(research_re
 def test_no_comparable_pair_is_no_verdict_on_the_change(research_repo):
     repo = research_repo
     baseline_under_load(repo)
-    machine = [(1.50, 20.0), (1.80, 5.0)] + [(1.5, 20.0), (1.8, 5.0)] * 5
+    s, b = (1.50, 20.0), (1.80, 5.0)  # the best's reruns always beside a hog
+    machine = [s, b, b, s] * 3  # rounds (s, b), (b, s), ...
     d = experiment.run_experiment(repo, "a gain on a drifting machine", None, False, say=lambda _: None,
                                   measure=scripted(machine))
     assert d["status"] == "discard" and "no pair got comparable compute" in d["reason"], d
