@@ -41,7 +41,7 @@ MODES = ("never", "auto", "always")  # verdict.paired; never is the engine befor
 
 
 def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> Pool:
-    """n real runs of this train.py on the quiet machine and n beside busy loops on every core."""
+    """n real runs of this train.py on the quiet machine and n beside busy loops (HOGS)."""
     pool: Pool = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)

@@ -79,6 +79,14 @@ def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict
                                  tuple(best.get("value_cpu_seconds") or ()))
 
 
+def compute(m: dict) -> float | None:
+    """The compute a trial's budget bought: its CPU-seconds from the start marker to the stop signal (the
+    start-up, importing torch, costs the same on a busy machine, only slower), else all of them (a run that
+    ended before its budget)."""
+    trained = m.get("trained_cpu_seconds")
+    return trained if trained is not None else m.get("cpu_seconds")
+
+
 def pairs_of(runs: list[dict], best_runs: list[dict], tolerance: float) -> list[dict]:
     """Each candidate trial matched with the earliest unmatched rerun of the best that got alike compute
     (its own round's first); a trial with no such partner is listed unmatched, and never counted."""
@@ -87,15 +95,15 @@ def pairs_of(runs: list[dict], best_runs: list[dict], tolerance: float) -> list[
     for c in runs:
         rounds = sorted(free, key=lambda b: (b["seed"] != c["seed"], free.index(b)))
         b = next((b for b in rounds if c["outcome"] == "ok"
-                  and verdict.comparable(c.get("cpu_seconds"), b.get("cpu_seconds"), tolerance)), None)
+                  and verdict.comparable(compute(c), compute(b), tolerance)), None)
         if b is not None:
             free.remove(b)
         pairs.append({"candidate": c["id"], "best": b["id"] if b else None, "seed": c["seed"],
                       "values": [c["value"], b["value"] if b else None],
-                      "cpu_seconds": [c.get("cpu_seconds"), b.get("cpu_seconds") if b else None],
+                      "cpu_seconds": [compute(c), compute(b) if b else None],
                       "comparable": b is not None})
     pairs += [{"candidate": None, "best": b["id"], "seed": b["seed"], "values": [None, b["value"]],
-               "cpu_seconds": [None, b.get("cpu_seconds")], "comparable": False} for b in free]
+               "cpu_seconds": [None, compute(b)], "comparable": False} for b in free]
     return pairs
 
 
@@ -160,7 +168,7 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "values": values,
         "seeds": [m["seed"] for m in counted] if counted else [m["seed"] for m in runs],
         "models": [m.get("model_sha256") for m in counted],
-        "value_cpu_seconds": [m.get("cpu_seconds") for m in counted],
+        "value_cpu_seconds": [compute(m) for m in counted],
         "mean": v.mean,
         "spread": v.spread,
         "delta": v.delta,
@@ -185,7 +193,8 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
 
 def compute_of(m: dict) -> dict:
     """What one trial got, as the verdict, the ledger and the status show it."""
-    return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "training_seconds": m.get("training_seconds"),
+    return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "trained_cpu_seconds": m.get("trained_cpu_seconds"),
+            "training_seconds": m.get("training_seconds"),
             "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
             "steps": (m.get("reported") or {}).get("steps")}
 
@@ -325,7 +334,7 @@ def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Sampl
     first = runs[0]
     if first["outcome"] != "ok" or rule.rule != "noise":
         return {"s": runs, "b": []}
-    screen = best.alike(first.get("cpu_seconds"), rule.compute_tolerance) if best and rule.paired != "never" \
+    screen = best.alike(compute(first), rule.compute_tolerance) if best and rule.paired != "never" \
         else best
     if best is not None and not verdict.promising(direction, rule, screen, first["value"]):
         return {"s": runs, "b": []}
@@ -349,7 +358,7 @@ def needs_pairs(rule: config.VerdictRule, best: verdict.Samples, runs: list[dict
         return False
     if rule.paired == "always" or any(m.get("gpu") for m in runs):  # a GPU's share is not measured
         return True
-    cpu = [m.get("cpu_seconds") for m in runs]
+    cpu = [compute(m) for m in runs]
     if None in cpu:  # a replayed recording: the sandbox always measures it
         return False
     if len(best.cpu_seconds) != best.n or None in best.cpu_seconds:  # a best from before compute was recorded
@@ -377,7 +386,7 @@ def pair_rounds(rule: config.VerdictRule, runs: list[dict], seeds: list[int], tr
         if matched >= rule.seeds:
             return ran
         if matched < k:
-            say(f"round {k}: CPU-seconds {ran['s'][k - 1].get('cpu_seconds')} vs {ran['b'][-1].get('cpu_seconds')}: "
+            say(f"round {k}: CPU-seconds {compute(ran['s'][k - 1])} vs {compute(ran['b'][-1])}: "
                 f"{matched} of {k} rounds got alike compute (within {rule.compute_tolerance:.0%}); the machine "
                 "changed, one more round")
     return ran
@@ -415,7 +424,7 @@ def verdict_text(d: dict) -> str:
         lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: "
                      + "; ".join(pair_text(p) for p in d["pairs"]))
     elif d.get("compute"):
-        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(c['cpu_seconds'])}" for c in d["compute"]))
+        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"]))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     else:

@@ -4,6 +4,7 @@ runs/<id>/            one experiment (r0001, r0002, ...): its first trial's trai
                       metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/<id>/b1, b2 ...  the best's reruns beside a promising candidate (paired verdicts), named <id>-b1, ...
+runs/<id>/c1, c2 ...  retrains of a kept version for ./run.sh confirm (their test scores: runs/confirm/)
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
 runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
@@ -23,7 +24,7 @@ from pathlib import Path
 
 RUNS = Path("runs")
 EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
-TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sb])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, r0001-b1
+TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbc])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, r0001-b1, r0001-c1
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
@@ -57,7 +58,7 @@ def experiment_ids(repo: Path) -> list[str]:
 def trial_dir(experiment_dir: Path, k: int, arm: str = "s") -> tuple[str, Path]:
     """The id and dir of trial k (1 = the first) of the experiment in experiment_dir.
 
-    arm: "s" the candidate's trials (its first is the experiment dir itself), "b" the best's reruns.
+    arm: "s" the candidate's trials (its first is the experiment dir itself), "b" the best's reruns, "c" confirm's.
     """
     if arm == "s" and k == 1:
         return experiment_dir.name, experiment_dir
