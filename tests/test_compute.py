@@ -15,7 +15,7 @@ import re
 import jsonschema
 import pytest
 
-from eval import config, experiment, verdict
+from eval import experiment
 from eval.clock import EXPORT_CPU_S
 from eval.record.metrics import SCHEMA as METRICS_SCHEMA
 from eval.trial import run_trial
@@ -138,10 +138,7 @@ def test_a_load_change_does_not_keep_identical_code_and_a_real_gain_is_still_kep
     (repo / "train.py").write_text(SLOW_BIGRAM + "# a comment\n")
     same = experiment.run_experiment(repo, "a comment", None, False, say=lambda _: None)
     first = experiment.seed_runs(repo / "runs" / "r0002")[0]
-    stored = verdict.Samples(tuple(base["values"]))
     assert first["value"] < base["mean"] and first["trained_cpu_seconds"] > 1.5 * max(base["value_cpu_seconds"]), base
-    unpaired = verdict.judge("minimize", config.load(repo / "program.md").verdict, stored, "ok", same["values"])
-    assert unpaired.status == "keep", unpaired  # today's engine on the same runs: the machine taken for progress
     assert same["paired"] and same["status"] == "discard", experiment.verdict_text(same)
     cpu = [p["cpu_seconds"] for p in same["pairs"] if p["comparable"]]
     assert all(abs(a - b) <= 0.15 * max(a, b) for a, b in cpu) and len(cpu) == 3
