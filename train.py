@@ -176,5 +176,6 @@ program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 torch.export.save(program, os.path.join(OUT, "model.pt2"))
 peak_vram_mb = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0
 with open(os.path.join(OUT, "train_stats.json"), "w") as f:
-    json.dump({"steps": step, "training_seconds": training_seconds, "tokens_per_second": tokens_per_second,
+    json.dump({"steps": step, "tokens": step * BATCH_SIZE * SEQ_LEN, "training_seconds": training_seconds,
+               "tokens_per_second": tokens_per_second,
                "final_loss": loss_value, "peak_vram_mb": peak_vram_mb, "device": device}, f)

@@ -3,12 +3,18 @@
 Every verdict of the loop was taken on the validation split, so after many experiments the
 best version is partly fitted to it (the case study kept a held-out test set for this). The
 test split is read here and nowhere else: training mounts only train.bin, scoring only
-val.bin, and the agent's tools may read neither. confirm scores the exported models that the
-baseline (the first kept run) and the best (the latest keep, which under either verdict rule
-also has the best mean) left for each of their seeds, on the test split, in the scoring
-sandbox: the models are untrusted programs, so they run where the split is mounted at a
-random path and nothing else is. It never retrains a missing model: a retrained model is a
-new draw, not the one the verdict kept, so missing files are an error that names them.
+val.bin, and the agent's tools may read neither.
+
+By default confirm retrains: the baseline (the first kept run) and the best (the latest keep,
+which under either verdict rule also has the best mean) are trained again from their commits,
+with fresh harness seeds, interleaved (baseline, best, best, baseline, ...: a drift in the
+machine falls on both), as runs/<id>/c1, c2, ...; then their exported models are scored on the
+test split. A confound of the original runs (a baseline trained on a busy machine, a lucky
+seed) is not carried into the answer. `--rescore` (when time is short) scores the models the
+verdicts were taken on instead, every seed, and never retrains a missing one (a retrained model
+is a new draw): missing files are an error that names them. Either way the models are
+untrusted programs, scored in the scoring sandbox where the split is mounted at a random path
+and nothing else is, and the output says which mode was used.
 
 It prints val vs test for both, the direction-aware deltas (positive = better) and whether
 the improvement holds on test beyond the seed noise (the verdict rule's threshold). Exit 0
@@ -25,16 +31,17 @@ import json
 import secrets
 import statistics
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import config, experiment, verdict
 from eval.data import DataError, load_manifest, verify
-from eval.record import ledger, page
+from eval.record import history, ledger, page
 from eval.record.logsink import LogSink
-from eval.record.runs import CONFIRM, seed_dirs
-from eval.trial import parse_score, score_job
+from eval.record.runs import CONFIRM, RUNS, seed_dirs, trial_dir
+from eval.trial import parse_score, run_trial, score_job
 from sandbox.job import Job, Mount
 
 TEST = "test.bin"
@@ -84,6 +91,33 @@ def models_of(repo: Path, run_id: str, manifest_hash: str) -> list[tuple[dict, P
     return out
 
 
+def retrain(repo: Path, program: config.Program, chosen: dict[str, dict], unsafe: bool,
+            say) -> dict[str, list[tuple[dict, Path]]]:
+    """Train each chosen version (ledger rows) again from its commit, verdict.seeds times with fresh harness
+    seeds, interleaved; (metrics, model file) of each retrain, by label."""
+    n = program.verdict.seeds
+    seeds = verdict.harness_seeds(program.task.seed, n, f"confirm/{datetime.now(UTC).isoformat()}")
+    out: dict[str, list[tuple[dict, Path]]] = {label: [] for label in chosen}
+    for i, seed in enumerate(seeds, start=1):
+        for label in list(chosen) if i % 2 else list(reversed(chosen)):
+            row = chosen[label]
+            run_dir = repo / RUNS / row["id"]
+            k = 1 + max((int(d.name[1:]) for d in run_dir.glob("c[0-9]*") if d.name[1:].isdigit()), default=0)
+            trial = trial_dir(run_dir, k, "c")
+            trial[1].mkdir(parents=True)
+            say(f"[confirm] retraining the {label} {row['id']} ({row['commit'][:10]}), {i} of {n}, seed {seed}")
+            with tempfile.TemporaryDirectory() as tmp:
+                source = Path(tmp) / "train.py"
+                source.write_bytes(history.source_at(repo, row["commit"]))
+                m = run_trial(repo, program, trial, source, f"confirm: retrain of {row['id']}", seed=seed,
+                              unsafe=unsafe, echo=lambda _: None)
+            if m["outcome"] != "ok":
+                raise ConfirmError(f"the retrain {m['id']} of the {label} ended {m['outcome']}: {m['reason']} "
+                                   f"(runs/{row['id']}/c{k}/train.log); confirm --rescore scores the original models")
+            out[label].append((m, trial[1] / "out" / "model.pt2"))
+    return out
+
+
 def score_run(repo: Path, run_id: str, models: list[tuple[dict, Path]], program: config.Program, backend,
               say) -> Scored:
     seeds, val, test = [], [], []
@@ -118,9 +152,13 @@ def judge(direction: str, rule: config.VerdictRule, base: Scored, best: Scored) 
             "status": status, "holds": holds}
 
 
-def table(program: config.Program, runs: list[tuple[str, Scored]], j: dict | None) -> str:
+def table(program: config.Program, runs: list[tuple[str, Scored]], j: dict | None, mode: str,
+          trials: dict[str, list[str]]) -> str:
     metric, direction = program.task.metric, program.task.direction
+    how = ("retrained with fresh seeds, interleaved" if mode == "retrain" else
+           "the models the verdicts were taken on, rescored (--rescore)")
     lines = [f"confirm: {metric} ({direction}) of the baseline and the best, on the test split no experiment read",
+             f"mode: {mode}: {how}; runs " + "; ".join(f"{label} {', '.join(ids)}" for label, ids in trials.items()),
              f"{'':10}{'run':8}{'seeds':>6}  {'val ' + metric:>18}  {'test ' + metric:>18}"]
     for label, r in runs:
         lines.append(f"{label:10}{r.id:8}{len(r.seeds):>6}  {statistics.fmean(r.val):>18.6f}  "
@@ -134,7 +172,7 @@ def table(program: config.Program, runs: list[tuple[str, Scored]], j: dict | Non
     return "\n".join(lines)
 
 
-def confirm(repo: Path, unsafe: bool = False, say=print) -> int:
+def confirm(repo: Path, unsafe: bool = False, say=print, rescore: bool = False) -> int:
     from sandbox.backends import select_backend
 
     program = config.load(repo / "program.md")
@@ -148,21 +186,28 @@ def confirm(repo: Path, unsafe: bool = False, say=print) -> int:
     kept = [r for r in rows if r["status"] == "keep" and r["direction"] == program.task.direction]
     if not kept:
         raise ConfirmError("no kept experiment in runs/ledger.jsonl: run the baseline first (./run.sh)")
-    chosen = {"baseline": kept[0]["id"], "best": ledger.best(rows, program.task.direction)["id"]}
-    if chosen["best"] == chosen["baseline"]:
-        del chosen["best"]
-    models = {label: models_of(repo, run_id, manifest["hash"]) for label, run_id in chosen.items()}  # all, first
+    rows_of = {"baseline": kept[0], "best": ledger.best(rows, program.task.direction)}
+    if rows_of["best"]["id"] == rows_of["baseline"]["id"]:
+        del rows_of["best"]
+    chosen = {label: row["id"] for label, row in rows_of.items()}
     backend = select_backend(unsafe)
+    if rescore:
+        models = {label: models_of(repo, run_id, manifest["hash"]) for label, run_id in chosen.items()}  # all, first
+    else:
+        models = retrain(repo, program, rows_of, unsafe, say)
+    mode = "rescore" if rescore else "retrain"
     (repo / CONFIRM).mkdir(parents=True, exist_ok=True)
     runs = [(label, score_run(repo, chosen[label], models[label], program, backend, say)) for label in chosen]
     j = judge(program.task.direction, program.verdict, runs[0][1], runs[1][1]) if len(runs) == 2 else None
-    record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "metric": program.task.metric,
+    record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "mode": mode,
+              "trials": {label: [m["id"] for m, _ in models[label]] for label in chosen},
+              "metric": program.task.metric,
               "direction": program.task.direction, "manifest": manifest["hash"],
               "runs": {label: vars(r) for label, r in runs}, "judgement": j}
     with open(repo / CONFIRM / "log.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     reads = len((repo / CONFIRM / "log.jsonl").read_text().splitlines())
-    say(table(program, runs, j))
+    say(table(program, runs, j, mode, record["trials"]))
     say(f"(the test split has now been read by {reads} confirm(s); each read makes it a little less held-out)")
     experiment.write_report(repo, program)
     say(f"the report with this result: {(repo / page.SEALED).resolve()} (sealed from the agent, like runs/confirm/)")
@@ -174,9 +219,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="./run.sh confirm", description=__doc__.splitlines()[0])
     ap.add_argument("--unsafe-no-sandbox", action="store_true", help="score unconfined if no sandbox exists")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the models the verdicts were taken on instead of retraining them (faster; keeps "
+                         "their runs' confounds)")
     args = ap.parse_args(argv)
     try:
-        return confirm(Path.cwd(), args.unsafe_no_sandbox)
+        return confirm(Path.cwd(), args.unsafe_no_sandbox, rescore=args.rescore)
     except (ConfirmError, config.ConfigError, DataError, SandboxUnavailable) as e:
         print(f"confirm: {e}", file=sys.stderr)
         return 2

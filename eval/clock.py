@@ -15,6 +15,10 @@ torch 2.13, with the launcher's imports: after the stop, the default GPT used 3.
 (a 2 s budget: its first step, the slowest, then the export; up to 14 s of wall clock), the CLIP
 example 3.7, TINY_BIGRAM (tests/test_sandbox.py) 2.3. A fixed figure rather than one per second
 of grace: a long grace would otherwise hand a job on a busy machine more than its whole budget.
+
+A compute budget (task.cpu_budget_seconds) is fair on a shared CPU where a wall budget is not: the
+stop then comes once the job's processes have used that many CPU-seconds since the marker (read from
+its meter every CPU_POLL_S), whatever the wall clock says; the wall budget stays as a backstop.
 """
 
 from __future__ import annotations
@@ -29,16 +33,18 @@ START_CAP_S = 60.0  # the launcher's torch import on a loaded machine took up to
 OVERSHOOT = 0.02  # of the CPU-seconds used until the stop: the step in flight
 EXPORT_CPU_S = 10.0  # the export (see above): twice the most an honest run used
 RESIGNAL_S = 1.0  # the stop signal is repeated until the job ends
+CPU_POLL_S = 0.25  # how often a compute budget reads the job's CPU time (Docker: a 0.06 s exec)
 MARK = MARKER.encode()
 
 
 class Clock:
     """One training job's clock: wrap its sink with watch(), pass started() to Backend.run, then finish()."""
 
-    def __init__(self, budget: float, grace: float):
-        self.budget, self.grace = budget, grace
+    def __init__(self, budget: float, grace: float, cpu_budget: float | None = None):
+        self.budget, self.grace, self.cpu_budget = budget, grace, cpu_budget
         self.control: Control | None = None
         self.t_start = self.t_marker = self.t_stop = None
+        self.cpu_marker: float | None = None  # the job's CPU time at the marker (a compute budget runs from there)
         self.cpu_stop: float | None = None
         self.no_start = False  # killed for want of a marker within START_CAP_S
         self.marked, self.ended = threading.Event(), threading.Event()
@@ -72,7 +78,8 @@ class Clock:
                 self.no_start = True
                 self.control.kill()
             return
-        if self.wait_until(self.t_marker + self.budget):
+        self.cpu_marker = self.control.meter().cpu_seconds
+        if self.wait_until_spent():
             return
         self.t_stop = time.monotonic()
         self.cpu_stop = self.control.meter().cpu_seconds
@@ -82,6 +89,21 @@ class Clock:
             if self.wait_until(min(time.monotonic() + RESIGNAL_S, kill_at)):
                 return
         self.control.kill()
+
+    def wait_until_spent(self) -> bool:
+        """Sleep until the budget is spent (wall, or CPU-seconds when cpu_budget is set); True if the job ended."""
+        deadline = self.t_marker + self.budget
+        if self.cpu_budget is None:
+            return self.wait_until(deadline)
+        if self.cpu_marker is None:  # a backend that cannot meter cannot enforce it: the wall budget must do
+            return self.wait_until(deadline)
+        while time.monotonic() < deadline:
+            used = self.control.meter().cpu_seconds
+            if used is not None and used - self.cpu_marker >= self.cpu_budget:
+                return False
+            if self.wait_until(min(time.monotonic() + CPU_POLL_S, deadline)):
+                return True
+        return False
 
     def finish(self) -> None:
         """The job has ended (Backend.run returned or raised): stop the clock."""
@@ -110,6 +132,12 @@ class Clock:
             return None
         return max(0.0, result.cpu_seconds - self.cpu_stop)
 
+    def trained_cpu(self) -> float | None:
+        """CPU-seconds of the job from the marker to the stop: the compute its budget bought."""
+        if self.cpu_marker is None or self.cpu_stop is None:
+            return None
+        return max(0.0, self.cpu_stop - self.cpu_marker)
+
     def allowance(self) -> float:
         """CPU-seconds the job may use after the stop: the step in flight, and the export."""
         return OVERSHOOT * (self.cpu_stop or 0.0) + EXPORT_CPU_S
@@ -133,7 +161,8 @@ class Clock:
         if cpu <= allowed:
             return "", ""
         killed = f"; killed at the stop + grace {self.grace:g}s" if result.timed_out else ""
+        spent = f"{self.cpu_budget:g} CPU-s" if self.cpu_budget is not None else f"{self.budget:g}s"
         return "overtime", (f"trained past the budget: {cpu:.1f} CPU-s in the {wall:.1f}s after the stop signal "
-                            f"at {self.budget:g}s, allowed {allowed:.1f} ({OVERSHOOT:.0%} of its compute before the "
+                            f"at {spent}, allowed {allowed:.1f} ({OVERSHOOT:.0%} of its compute before the "
                             f"stop for the step in flight, {EXPORT_CPU_S:g} for the export){killed}. Stop training "
                             f"when SIGURG arrives or AUTORESEARCH_BUDGET_S is spent, then export")

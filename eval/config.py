@@ -22,10 +22,12 @@ TASK_DEFAULTS = {
     "train_file": "train.py",
     "grace_seconds": 15,
     "seed": 1337,
+    "cpu_budget_seconds": None,
     "options": {},
 }
 MOVED_TO_OPTIONS = ("seq_len", "eval_bytes")  # task keys of earlier versions, now evaluator options
-VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0}
+VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0, "paired": "auto",
+                    "compute_tolerance": 0.15}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
 
@@ -43,6 +45,7 @@ class Task:
     budget_seconds: float
     grace_seconds: float
     seed: int
+    cpu_budget_seconds: float | None = None  # a compute budget (eval/clock.py); None: the wall budget alone
     options: dict = field(default_factory=dict)
 
 
@@ -54,6 +57,8 @@ class VerdictRule:
     k: float  # standard errors the improvement must clear
     seeds: int  # runs (seeds) per measured version: the baseline and each promising candidate
     min_spread: float  # floor for the measured spread, in metric units
+    paired: str = "auto"  # auto | always | never: when a promising candidate is judged beside fresh runs of the best
+    compute_tolerance: float = 0.15  # pairs whose CPU-seconds differ more are not compared, but run again
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """One experiment: a candidate train.py measured in one or more trials, and its verdict applied.
 
-`./run.sh` (commands/experiment.py) runs the candidate's first trial; when the noise rule
-finds it promising (or when it is the baseline), it runs more trials with seeds the harness
-chooses. Then the verdict is applied, in steps that are each idempotent and recorded in
+`./run.sh` (commands/experiment.py) runs the candidate's first trial; when it is the baseline,
+it runs more trials with seeds the harness chooses; when the noise rule finds it promising, it
+runs the best's train.py beside it in interleaved pairs with one seed each (best, candidate,
+best, ... as trials b1, s2, b2, ...), rerunning a pair whose compute differs (eval/verdict.py).
+Then the verdict is applied, in steps that are each idempotent and recorded in
 runs/<id>/verdict.json:
   1. decide (the rule: eval/verdict.py) against the best so far and write the decision;
   2. git: keep commits train.py, anything else stores it under a ref and restores the best;
@@ -60,26 +62,101 @@ def exclusive(repo: Path):
         yield
 
 
-def seed_runs(run_dir: Path) -> list[dict]:
-    """The metrics of every trial (seed) of one experiment, the first one first."""
-    return [m for d in seed_dirs(run_dir) if (m := read_json(d / "metrics.json")) is not None]
+BEST_SOURCE = "best.py"  # runs/<id>/best.py: the best's train.py, as its reruns beside the candidate ran it
+MORE_PAIRS = 1.0  # pairs run again for want of comparable compute, at most this fraction of verdict.seeds more
+
+
+def seed_runs(run_dir: Path, arm: str = "s") -> list[dict]:
+    """The metrics of every trial of one experiment, the first one first; arm "b": the best's reruns."""
+    return [m for d in seed_dirs(run_dir, arm) if (m := read_json(d / "metrics.json")) is not None]
 
 
 def best_samples(rows: list[dict], direction: str) -> tuple[dict | None, verdict.Samples | None]:
     best = ledger.best(rows, direction)
-    return best, (verdict.Samples(tuple(best["values"])) if best else None)
+    if best is None:
+        return None, None
+    return best, verdict.Samples(tuple(best["values"]), tuple(best.get("models") or ()),
+                                 tuple(best.get("value_cpu_seconds") or ()))
+
+
+def compute(m: dict) -> float | None:
+    """The compute a trial's budget bought: its CPU-seconds from the start marker to the stop signal (the
+    start-up, importing torch, costs the same on a busy machine, only slower), else all of them (a run that
+    ended before its budget)."""
+    trained = m.get("trained_cpu_seconds")
+    return trained if trained is not None else m.get("cpu_seconds")
+
+
+def pairs_of(runs: list[dict], best_runs: list[dict], tolerance: float) -> list[dict]:
+    """Each candidate trial matched with the earliest unmatched rerun of the best that got alike compute
+    (its own round's first); a trial with no such partner is listed unmatched, and never counted."""
+    free = [m for m in best_runs if m["outcome"] == "ok"]
+    pairs = []
+    for c in runs:
+        rounds = sorted(free, key=lambda b: (b["seed"] != c["seed"], free.index(b)))
+        b = next((b for b in rounds if c["outcome"] == "ok"
+                  and verdict.comparable(compute(c), compute(b), tolerance)), None)
+        if b is not None:
+            free.remove(b)
+        pairs.append({"candidate": c["id"], "best": b["id"] if b else None, "seed": c["seed"],
+                      "values": [c["value"], b["value"] if b else None],
+                      "cpu_seconds": [compute(c), compute(b) if b else None],
+                      "comparable": b is not None})
+    pairs += [{"candidate": None, "best": b["id"], "seed": b["seed"], "values": [None, b["value"]],
+               "cpu_seconds": [None, compute(b)], "comparable": False} for b in free]
+    return pairs
+
+
+def judgement(task: config.Task, rule: config.VerdictRule, best: verdict.Samples | None, runs: list[dict],
+              best_runs: list[dict], earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
+    """The verdict on the candidate's runs: beside the best's fresh reruns when there are any (paired), else
+    against the best's stored runs. (verdict, the pairs, the candidate's runs it counted)."""
+    if best_runs and runs:
+        return paired_judgement(task, rule, runs, best_runs, earlier)
+    outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
+    counted = [m for m in runs if m["outcome"] == "ok"]
+    v = verdict.judge(task.direction, rule, best, outcome, [m["value"] for m in counted], fallback_spread=earlier,
+                      models=[m.get("model_sha256") for m in counted])
+    return v, [], counted
+
+
+def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dict], best_runs: list[dict],
+                     earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
+    """The verdict on the comparable pairs: (verdict, the pairs, the candidate's runs it counted)."""
+    pairs = pairs_of(runs, best_runs, rule.compute_tolerance)
+    used = [p for p in pairs if p["comparable"]]
+    failed = next((m for m in runs if m["outcome"] != "ok"), None)
+    if failed is not None:
+        return verdict.judge(task.direction, rule, None, failed["outcome"], []), pairs, []
+    best_failed = next((m for m in best_runs if m["outcome"] != "ok"), None)
+    if best_failed is not None or not used:
+        why = (f"the best's rerun {best_failed['id']} ended {best_failed['outcome']}" if best_failed else
+               f"no pair got comparable compute (CPU-seconds within {rule.compute_tolerance:.0%}: "
+               + ", ".join(cpu(p["cpu_seconds"][0] if p["candidate"] else p["cpu_seconds"][1]) for p in pairs) + ")")
+        return verdict.Verdict("discard", f"discarded: not judged, {why}: the machine, not the change, "
+                               "was measured; try it again"), pairs, []
+    counted = {p["candidate"] for p in used}
+    mine = [m for m in runs if m["id"] in counted]
+    theirs = {m["id"]: m for m in best_runs}
+    fresh = verdict.Samples(tuple(p["values"][1] for p in used),
+                            tuple(theirs[p["best"]].get("model_sha256") for p in used))
+    v = verdict.judge(task.direction, rule, fresh, "ok", [m["value"] for m in mine], fallback_spread=earlier,
+                      models=[m.get("model_sha256") for m in mine],
+                      stratum=verdict.strata([p["cpu_seconds"][0] for p in used], rule.compute_tolerance))
+    return v, pairs, mine
 
 
 def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
-    runs = seed_runs(repo / RUNS / run_id)
+    runs, best_runs = seed_runs(repo / RUNS / run_id), seed_runs(repo / RUNS / run_id, "b")
     rows = [r for r in ledger.read(repo) if r["id"] != run_id]
     best_row, best = best_samples(rows, task.direction)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
-    values = [m["value"] for m in runs if m["outcome"] == "ok"]
-    earlier = verdict.pooled_spread([r["values"] for r in rows if r.get("values")])
-    v = verdict.judge(task.direction, program.verdict, best, outcome, values, fallback_spread=earlier)
+    earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
+                                     for r in rows if r.get("values") and None not in r["values"]])
+    v, pairs, counted = judgement(task, program.verdict, best, runs, best_runs, earlier)
+    values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
     return {
@@ -89,7 +166,9 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "metric": task.metric,
         "direction": task.direction,
         "values": values,
-        "seeds": [m["seed"] for m in runs],
+        "seeds": [m["seed"] for m in counted] if counted else [m["seed"] for m in runs],
+        "models": [m.get("model_sha256") for m in counted],
+        "value_cpu_seconds": [compute(m) for m in counted],
         "mean": v.mean,
         "spread": v.spread,
         "delta": v.delta,
@@ -98,13 +177,26 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "rule": program.verdict.rule,
         "best_id": best_row["id"] if best_row else None,
         "best_mean": best_row["mean"] if best_row else None,
+        "paired": bool(pairs),
+        "pairs": pairs,
+        "best_values": [p["values"][1] for p in pairs if p["comparable"]],
+        "runs": len(runs) + len(best_runs),
+        "compute": [compute_of(m) for m in runs + best_runs],
         "hypothesis": first.get("hypothesis", ""),
         "phase": program.current_phase.name,
         "peak_memory_mb": first.get("peak_memory_mb"),
-        "total_seconds": sum(m.get("total_seconds", 0) for m in runs),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs),
         "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
         "applied": False,
     }
+
+
+def compute_of(m: dict) -> dict:
+    """What one trial got, as the verdict, the ledger and the status show it."""
+    return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "trained_cpu_seconds": m.get("trained_cpu_seconds"),
+            "training_seconds": m.get("training_seconds"),
+            "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
+            "steps": (m.get("reported") or {}).get("steps")}
 
 
 def commit_message(d: dict) -> tuple[str, str]:
@@ -205,29 +297,99 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         recover(repo, say)
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
-        seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
-        announce(repo, run_id, 1, len(seeds) if best is None and rule.rule == "noise" else None, budget)
+        best_py = run_dir / BEST_SOURCE
+
+        def trial(arm: str, k: int, seed: int) -> dict:
+            """Trial k of the candidate (arm s) or of the best's rerun (arm b), measured and summarised."""
+            if arm == "s" and k == 1:
+                where, source = (run_id, run_dir), repo / task.train_file
+                announce(repo, run_id, 1, rule.seeds if best is None and rule.rule == "noise" else None, budget)
+            else:
+                where, source = trial_dir(run_dir, k, arm), best_py if arm == "b" else run_dir / "train.py"
+                where[1].mkdir()
+                announce(repo, where[0], k, None, budget)
+            if arm == "b" and not best_py.exists():
+                best_py.write_bytes(history.best_source(repo))
+            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe)
+            say(summary(m))
+            return m
+
+        seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), run_id)
         try:
-            first = measure(repo, program, (run_id, run_dir), repo / task.train_file, hypothesis, budget, seeds[0],
-                            unsafe)
+            candidate_runs(rule, task.direction, best, seeds, trial, lambda line: say(f"[{run_id}] {line}"))
         except BaseException:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
             raise
-        say(summary(first))
-        extra = rule.rule == "noise" and first["outcome"] == "ok" and (
-            best is None or verdict.promising(task.direction, rule, best, first["value"]))
-        for k, seed in enumerate(seeds[1:] if extra else [], start=2):
-            say(f"[{run_id}] {'baseline' if best is None else 'promising'}: seed {k} of {len(seeds)} ({seed})")
-            trial = trial_dir(run_dir, k)
-            trial[1].mkdir()
-            announce(repo, trial[0], k, len(seeds), budget)
-            m = measure(repo, program, trial, run_dir / "train.py", hypothesis, budget, seed, unsafe)
-            say(summary(m))
-            if m["outcome"] != "ok":
-                break
         (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
+
+
+def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Samples | None, seeds: list[int],
+                   trial, say=lambda _: None) -> dict[str, list[dict]]:
+    """Which trials one candidate gets, run through trial(arm, k, seed) -> metrics: its first; more seeds for
+    the baseline and for a promising candidate; fresh runs of the best beside it when needs_pairs. Returns the
+    runs by arm ("s" the candidate, "b" the best)."""
+    runs = [trial("s", 1, seeds[0])]
+    first = runs[0]
+    if first["outcome"] != "ok" or rule.rule != "noise":
+        return {"s": runs, "b": []}
+    screen = best.alike(compute(first), rule.compute_tolerance) if best and rule.paired != "never" \
+        else best
+    if best is not None and not verdict.promising(direction, rule, screen, first["value"]):
+        return {"s": runs, "b": []}
+    if best is None or not needs_pairs(rule, best, runs):
+        for k, seed in enumerate(seeds[1:rule.seeds], start=2):
+            say(f"{'baseline' if best is None else 'promising'}: seed {k} of {rule.seeds} ({seed})")
+            runs.append(trial("s", k, seed))
+            if runs[-1]["outcome"] != "ok":
+                return {"s": runs, "b": []}
+        if best is None or not needs_pairs(rule, best, runs):
+            return {"s": runs, "b": []}
+    say("promising, but its runs and the best's stored ones got unlike compute (or a GPU): measured beside fresh "
+        "runs of the best")
+    return pair_rounds(rule, runs, seeds, trial, say)
+
+
+def needs_pairs(rule: config.VerdictRule, best: verdict.Samples, runs: list[dict]) -> bool:
+    """Whether the candidate's runs must be judged beside fresh runs of the best (verdict.paired): always; or,
+    on auto, unless every run it made and every stored run of the best got alike compute, on the CPU."""
+    if rule.rule != "noise" or rule.paired == "never":
+        return False
+    if rule.paired == "always" or any(m.get("gpu") for m in runs):  # a GPU's share is not measured
+        return True
+    cpu = [compute(m) for m in runs]
+    if None in cpu:  # a replayed recording: the sandbox always measures it
+        return False
+    if len(best.cpu_seconds) != best.n or None in best.cpu_seconds:  # a best from before compute was recorded
+        return True
+    return not all(verdict.comparable(c, b, rule.compute_tolerance) for c in cpu for b in best.cpu_seconds)
+
+
+def pair_rounds(rule: config.VerdictRule, runs: list[dict], seeds: list[int], trial, say=lambda _: None) -> dict:
+    """Rounds of one seed each, in alternating order (b1 beside the first trial, then b2 s2, s3 b3, ...; a
+    candidate trial already run keeps its place), until rule.seeds pairs got alike compute (pairs_of) or the
+    seeds run out; any run that fails ends it.
+
+    runs: the candidate's trials so far. trial(arm, k, seed) -> metrics runs one: arm "s" the candidate,
+    "b" the best. Returns the runs by arm.
+    """
+    ran: dict[str, list[dict]] = {"s": list(runs), "b": []}
+    for k, seed in enumerate(seeds, start=1):
+        for arm in ("b", "s") if k % 2 == 0 else ("s", "b"):
+            if arm == "s" and len(ran["s"]) >= k:
+                continue
+            ran[arm].append(trial(arm, k, seed))
+            if ran[arm][-1]["outcome"] != "ok":
+                return ran
+        matched = sum(p["comparable"] for p in pairs_of(ran["s"], ran["b"], rule.compute_tolerance))
+        if matched >= rule.seeds:
+            return ran
+        if matched < k:
+            say(f"round {k}: CPU-seconds {compute(ran['s'][k - 1])} vs {compute(ran['b'][-1])}: "
+                f"{matched} of {k} rounds got alike compute (within {rule.compute_tolerance:.0%}); the machine "
+                "changed, one more round")
+    return ran
 
 
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
@@ -235,6 +397,17 @@ def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float
     A run that dies leaves it behind; the status line ignores it once the process that wrote it is gone."""
     write_json(repo / RUNNING, {"id": trial_id, "seed": seed, "of": of, "started": time.time(),
                                 "budget_seconds": budget, "pid": os.getpid()})
+
+
+def cpu(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds:.1f}s"
+
+
+def pair_text(p: dict) -> str:
+    if p["comparable"]:
+        return f"{p['candidate']} vs {p['best']} (CPU {cpu(p['cpu_seconds'][0])} vs {cpu(p['cpu_seconds'][1])})"
+    alone = 0 if p["candidate"] else 1
+    return f"{p['candidate'] or p['best']} (CPU {cpu(p['cpu_seconds'][alone])}) unmatched"
 
 
 def verdict_text(d: dict) -> str:
@@ -247,6 +420,11 @@ def verdict_text(d: dict) -> str:
     if d["best_id"]:
         lines.append(f"best before: {d['best_id']} at {value(d['best_mean'])}; delta {value(d['delta'])}, "
                      f"required {value(d['threshold'])}, spread {value(d['spread'])}")
+    if d.get("pairs"):
+        lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: "
+                     + "; ".join(pair_text(p) for p in d["pairs"]))
+    elif d.get("compute"):
+        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"]))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import secrets
 import shutil
 import time
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from eval import config, heldout
+from eval import compute, config, heldout
 from eval.clock import START_CAP_S, Clock
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
@@ -34,12 +35,13 @@ from sandbox.heartbeat import Heartbeat
 from sandbox.job import SANDBOX_ENV, Control, Job, Mask, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
-REPORTED_KEYS = {"steps": int, "tokens_per_second": float, "peak_vram_mb": float, "training_seconds": float,
-                 "final_loss": float}
+REPORTED_KEYS = {"steps": int, "tokens": int, "tokens_per_second": float, "peak_vram_mb": float,
+                 "training_seconds": float, "final_loss": float}
 # train.py's own logs stay in /out (kept as runs/<id>/out/): W&B writes offline there instead of trying the
 # network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
 OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
+FEW_CORES = 4  # up to this many, the scorer starts once training ends (its warm-up would compete for the cores)
 LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is imported (eval/clock.py)
 ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
@@ -64,7 +66,8 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
                 Mount(LAUNCHER, "/harness/launch.py")],
         env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": heldout.TRAIN_DATA, "AUTORESEARCH_OUT": "/out",
-             **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
+             **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {}),
+             **({"AUTORESEARCH_CPU_BUDGET_S": str(task.cpu_budget_seconds)} if task.cpu_budget_seconds else {})},
         timeout_s=START_CAP_S + budget + task.grace_seconds,
         limits=program.limits,
         out_dir=run_dir / "out",
@@ -226,8 +229,13 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     score_log, token = scorer_log(repo, run_id), secrets.token_hex(16)
     score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scoring = pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token), score_sink)
-        signal, t_train, clock = "cancel", time.monotonic(), Clock(budget, task.grace_seconds)
+        def start_scoring():
+            return pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token), score_sink)
+
+        # The scorer's warm-up (importing torch) beside training would take CPU from it on a small machine.
+        scoring = start_scoring() if (os.cpu_count() or 1) > FEW_CORES else None
+        signal, t_train = "cancel", time.monotonic()
+        clock, host = Clock(budget, task.grace_seconds, task.cpu_budget_seconds), compute.HostCpu.now()
         try:
             with Heartbeat(say, budget, f"[{run_id}] ") as beat:
 
@@ -240,14 +248,18 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
                                         beat.sink(clock.watch(sink)), started)
                 finally:
                     clock.finish()
+            other_load = compute.other_load(host, compute.HostCpu.now(), train.cpu_seconds)
             outcome, reason = training_outcome(train, program, budget, clock)
             signal = "cancel" if outcome else "go"
             if signal == "go":
                 say(f"[{run_id}] scoring the exported model on the validation split ({task.evaluator})")
         except SandboxFailed as e:  # a crash of the infrastructure, recorded as one: no score, the diff kept
             train, outcome, reason = Result(None, seconds=time.monotonic() - t_train), "crash", infrastructure(e)
+            other_load = None
             sink(f"\n[harness] {reason}\n".encode())
         finally:
+            weights = compute.weights_digest(run_dir / "out" / "model.pt2") if signal == "go" else None
+            scoring = scoring or start_scoring()
             hand_over(run_dir, signal)
             sink.close()
         try:
@@ -277,6 +289,11 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         after_stop_seconds=rounded(clock.after_stop_seconds(train)),
         after_stop_cpu_seconds=rounded(clock.after_stop_cpu(train)),
         cpu_seconds=rounded(train.cpu_seconds),
+        cpu_budget_seconds=task.cpu_budget_seconds,
+        trained_cpu_seconds=rounded(clock.trained_cpu()),
+        host_other_load=other_load,
+        gpu=compute.gpu_name() if has_gpu() else None,
+        model_sha256=weights,
         scoring_seconds=None if scoring_seconds is None else round(scoring_seconds, 3),
         total_seconds=round(time.monotonic() - t0, 3),
         peak_memory_mb=None if train.peak_memory_mb is None else round(train.peak_memory_mb, 1),

@@ -20,19 +20,33 @@ The rule, exactly. s = -1 to minimize, +1 to maximize; best = the current best's
                    (fallback_spread), else min_spread
           threshold = k * spread * sqrt(1/n_best + 1/n_values)   k standard errors of the
                    difference of the two means
-          seeds ignored: a group whose different seeds gave identical values (train.py ignores
-                   the seed it is given) is one draw, not n: n_i = 1, and it measures no spread.
+          seeds ignored: a group whose different seeds exported identical weights (model_sha256:
+                   train.py ignores the seed it is given) is one draw, not n: n_i = 1, and it
+                   measures no spread. Identical values alone are not that: a discrete metric on a
+                   small split (accuracy on 24 rows) ties honestly.
           keep iff delta > threshold.                            ties discard
 Pooled (Student) rather than Welch: with three seeds a side, each side's own variance is
 too noisy to stand alone, and the seed noise of two nearby train.py versions is alike.
 
-Extra seeds go only to promising candidates. A first run is promising (noise rule, seeds > 1)
+Extra seeds go only to promising candidates. Paired, the first run is screened only against the
+best's stored runs of alike compute (Samples.alike); when none got alike compute, it is promising:
+a screen across two load levels would measure the machine too. A first run is promising (noise rule, seeds > 1)
 iff its delta exceeds PROMISING_FRACTION of the threshold it would face after all `seeds`
 runs against the best's spread. Simulated with normal noise (k=2, 3 seeds a side): at 1/2,
 an A/A candidate costs 1.55 runs instead of 2.0 at "beats the mean at all", the false-keep
 rate drops from 5.8% to 5.6%, and the power at a true gain of 2.7 spreads (90% power)
 drops by one point; at 3/4 the power drops by four. Below the fraction the candidate could
 not have been kept on that one run anyway: its threshold with one run is larger still.
+
+Paired (verdict.paired, the default): a promising candidate is not judged against the best's runs
+of hours ago, whose compute the machine may have changed since, but against fresh runs of the best
+made beside its own: pairs (candidate, best) with one seed each, in alternating order, so a drift
+in the machine falls on both sides alike. A run is matched with a run of the other side that got
+alike compute (CPU-seconds within compute_tolerance: comparable); a run left unmatched measured the
+machine, not the change, and is never counted, and more rounds run instead. The rule above then
+judges the matched runs' two groups, with one change: the spread is pooled within strata of alike
+compute (strata), so that pairs measured at two load levels do not pass the difference between the
+levels off as seed noise (each side holds the same runs per level, so the means stay comparable).
 
 Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
 and no fixed seed exists that a change could be tuned to (shifting the random stream is
@@ -63,15 +77,29 @@ PROMISING_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class Samples:
-    """The measured values of one train.py version, one per seed."""
+    """The measured values of one train.py version, one per seed, and its exported weights' digests."""
 
     values: tuple[float, ...]
+    models: tuple[str | None, ...] = ()  # model_sha256 of each run; () or a None: not known
+    cpu_seconds: tuple[float | None, ...] = ()  # the compute each run got; (): not known
 
     def __post_init__(self) -> None:
         values = tuple(float(v) for v in self.values)
         if not values or not all(math.isfinite(v) for v in values):
             raise ValueError(f"Samples needs one or more finite values, got {self.values!r}")
         object.__setattr__(self, "values", values)
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "cpu_seconds", tuple(self.cpu_seconds))
+
+    def alike(self, cpu_seconds: float | None, tolerance: float) -> Samples | None:
+        """The runs that got compute alike to cpu_seconds (all of them when either is unknown); None: none did."""
+        if len(self.cpu_seconds) != self.n:
+            return self
+        keep = [i for i, c in enumerate(self.cpu_seconds) if comparable(c, cpu_seconds, tolerance)]
+        if not keep:
+            return None
+        models = tuple(self.models[i] for i in keep) if len(self.models) == self.n else ()
+        return Samples(tuple(self.values[i] for i in keep), models, tuple(self.cpu_seconds[i] for i in keep))
 
     @property
     def n(self) -> int:
@@ -83,7 +111,7 @@ class Samples:
 
     @property
     def draws(self) -> int:
-        return draws(self.values)
+        return draws(self.values, self.models)
 
     @property
     def spread(self) -> float | None:
@@ -117,17 +145,47 @@ def harness_seeds(base_seed: int, n: int, salt: str) -> list[int]:
     return seeds
 
 
-def draws(values: Sequence[float]) -> int:
-    """Independent draws among one version's seed runs: identical values from different seeds
-    mean train.py ignored the seed, and its runs are one draw repeated."""
-    return 1 if len(values) > 1 and len(set(values)) == 1 else len(values)
+def draws(values: Sequence[float], models: Sequence[str | None] = ()) -> int:
+    """Independent draws among one version's seed runs: identical exported weights from different
+    seeds mean train.py ignored the seed, and its runs are one draw repeated."""
+    known = len(models) == len(values) > 1 and all(models)
+    return 1 if known and len(set(models)) == 1 else len(values)
 
 
-def pooled_spread(groups: Sequence[Sequence[float]]) -> float | None:
+def comparable(cpu_a: float | None, cpu_b: float | None, tolerance: float) -> bool:
+    """Whether two runs got alike compute: CPU-seconds within tolerance of the larger. Unknown compute
+    (a replayed recording) is taken as alike: only the sandbox measures it, and it always does."""
+    if cpu_a is None or cpu_b is None:
+        return True
+    return abs(cpu_a - cpu_b) <= tolerance * max(cpu_a, cpu_b, 1e-9)
+
+
+def pooled_spread(groups: Sequence[Sequence[float] | Samples]) -> float | None:
     """Pooled sample standard deviation over the groups of two or more draws; None if there is none."""
-    groups = [g for g in groups if draws(g) > 1]
+    groups = [g.values if isinstance(g, Samples) else tuple(g) for g in groups
+              if (g.draws if isinstance(g, Samples) else draws(g)) > 1]
     dof = sum(len(g) - 1 for g in groups)
     return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / dof) if dof else None
+
+
+def strata(cpu_seconds: Sequence[float | None], tolerance: float) -> list[int]:
+    """The stratum of each pair, by its compute: a pair joins the first earlier stratum it is comparable with."""
+    heads: list[float | None] = []
+    out = []
+    for c in cpu_seconds:
+        i = next((i for i, h in enumerate(heads) if comparable(c, h, tolerance)), None)
+        if i is None:
+            heads.append(c)
+            i = len(heads) - 1
+        out.append(i)
+    return out
+
+
+def stratified_spread(best: Sequence[float], values: Sequence[float], stratum: Sequence[int]) -> float | None:
+    """The pooled standard deviation of each side's values about its own mean within each stratum."""
+    groups = [[v for v, s in zip(side, stratum, strict=True) if s == k] for side in (best, values)
+              for k in set(stratum)]
+    return pooled_spread([g for g in groups if g])
 
 
 def noise_margin(rule: VerdictRule, spread: float | None, n_best: int, n_values: int) -> tuple[float, float]:
@@ -136,12 +194,13 @@ def noise_margin(rule: VerdictRule, spread: float | None, n_best: int, n_values:
     return spread, rule.k * spread * math.sqrt(1 / n_best + 1 / n_values)
 
 
-def margin(rule: VerdictRule, best: Samples, values: Sequence[float],
+def margin(rule: VerdictRule, best: Samples, values: Sequence[float] | Samples,
            fallback_spread: float | None = None) -> tuple[float | None, float]:
     """(spread, threshold) under the configured rule; greedy still reports the spread it ignores."""
-    spread = pooled_spread([best.values, values])
+    cand = values if isinstance(values, Samples) else Samples(tuple(values))
+    spread = pooled_spread([best, cand])
     spread = fallback_spread if spread is None else spread
-    return (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.draws, draws(values))
+    return (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.draws, cand.draws)
 
 
 def sign(direction: str, rule: VerdictRule) -> float:
@@ -167,10 +226,13 @@ def num(x: float) -> str:
 
 
 def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str, values: Sequence[float],
-          fallback_spread: float | None = None) -> Verdict:
+          fallback_spread: float | None = None, models: Sequence[str | None] = (),
+          stratum: Sequence[int] | None = None) -> Verdict:
     """The verdict on a candidate with this outcome and these values (one per seed) against the best.
 
     fallback_spread: the spread measured over earlier experiments, for when neither side measures one.
+    models: the candidate's model_sha256 per value (seed-ignoring is found from them).
+    stratum: paired verdicts: best.values[i] and values[i] are a pair of alike compute in stratum[i].
     """
     s = sign(direction, rule)
     if outcome in FAILED:
@@ -182,14 +244,20 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
         return Verdict("crash", f"crash: the metric is not finite ({list(values)}) though the run ended ok")
     mean = statistics.fmean(values)
     n = len(values)
-    ignored = " (its seeds gave identical values: train.py ignores the seed, so they count as one run)"
-    ignored = ignored if draws(values) < n else ""
+    cand = Samples(tuple(values), tuple(models) if len(models) == n else ())
+    ignored = " (its seeds exported identical weights: train.py ignores the seed, so they count as one run)"
+    ignored = ignored if cand.draws < n else ""
     if best is None:
-        spread = pooled_spread([values])
+        spread = pooled_spread([cand])
         measured = f"spread {num(spread)} over {n} seeds" if spread is not None else f"{n} seed(s), spread unknown"
         return Verdict("keep", f"kept as the baseline: {num(mean)} ({measured}){ignored}", mean, None, spread, None)
     delta = s * (mean - best.mean) + 0.0  # + 0.0: a tie is 0.0, not -0.0
-    spread, threshold = margin(rule, best, values, fallback_spread)
+    if stratum is not None and best.draws > 1 and cand.draws > 1:
+        within = stratified_spread(best.values, cand.values, stratum)
+        spread = fallback_spread if within is None else within
+        spread, threshold = (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.n, n)
+    else:
+        spread, threshold = margin(rule, best, cand, fallback_spread)
     keep = delta > threshold
     relation = (f"beats {num(best.mean)} by {num(delta)}" if delta > 0 else
                 f"trails {num(best.mean)} by {num(-delta)}" if delta < 0 else f"ties {num(best.mean)}")

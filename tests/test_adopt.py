@@ -144,8 +144,10 @@ def test_adopting_a_foreign_script_runs_baseline_keep_discard_and_confirm(clone,
     out = capsys.readouterr().out
     assert "HOLDS" in out and "test val_acc" in out
     record = json.loads((clone / "runs" / "confirm" / "log.jsonl").read_text())
+    assert record["mode"] == "retrain" and "mode: retrain" in out  # the baseline and the best trained again
+    assert record["trials"] == {"baseline": ["r0001-c1"], "best": ["r0002-c1"]}
     for label, run_id in (("baseline", "r0001"), ("best", "r0002")):
-        model = clone / "runs" / run_id / "out" / "model.pt2"
+        model = clone / "runs" / run_id / "c1" / "out" / "model.pt2"
         test = tabular.score(model, clone / "data" / "test.bin", {"metric": "accuracy", "target": "label"})
         assert record["runs"][label]["test"] == pytest.approx([test["value"]], abs=1e-6)
 

@@ -98,7 +98,7 @@ def test_confirm_scores_baseline_and_best_on_the_test_split_in_the_sandbox(histo
     jobs = []
     real_job = confirm.test_job
     monkeypatch.setattr(confirm, "test_job", lambda *a: jobs.append(real_job(*a)) or jobs[-1])
-    assert confirm.confirm(history) == 0
+    assert confirm.confirm(history, rescore=True) == 0
     out = capsys.readouterr().out
     assert "test val_acc" in out and "HOLDS" in out
 
@@ -144,7 +144,7 @@ def test_train_py_cannot_open_the_test_split_from_its_sandbox(history):
 def test_missing_models_are_named_and_never_retrained(history):
     (history / "runs" / "r0001" / "s2" / "out" / "model.pt2").unlink()
     with pytest.raises(confirm.ConfirmError, match=r"runs/r0001/s2/out/model.pt2 are missing.*never retrains"):
-        confirm.confirm(history)
+        confirm.confirm(history, rescore=True)
     assert not (history / "runs" / "confirm" / "log.jsonl").exists()  # refused before scoring anything
 
 
@@ -152,7 +152,7 @@ def test_models_trained_on_other_data_are_refused(history):
     path = history / "runs" / "r0003" / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "data_manifest_hash": "f" * 64}))
     with pytest.raises(confirm.ConfirmError, match="r0003 was trained on other data"):
-        confirm.confirm(history)
+        confirm.confirm(history, rescore=True)
 
 
 def test_a_pickle_laden_archive_is_refused_on_the_test_split_too(history, tmp_path):
@@ -164,7 +164,7 @@ def test_a_pickle_laden_archive_is_refused_on_the_test_split_too(history, tmp_pa
     build, _ = ARCHIVE_ATTACKS["pickle asked for by the weights config"]
     shutil.copyfile(build(tmp_path, records, SPLIT_THIEF), model)
     with pytest.raises(confirm.ConfirmError, match="r0003/out/model.pt2: .*refused before loading.*use_pickle"):
-        confirm.confirm(history)
+        confirm.confirm(history, rescore=True)
     log = (history / "runs" / "confirm" / "r0003-seed14.log").read_bytes()
     assert b"0.0001" not in log and (history / "data" / "test.bin").read_bytes()[:64] not in log
     assert not (history / "runs" / "confirm" / "log.jsonl").exists()  # no judgement recorded
@@ -173,7 +173,7 @@ def test_a_pickle_laden_archive_is_refused_on_the_test_split_too(history, tmp_pa
 def test_nothing_kept_is_refused(history):
     (history / "runs" / "ledger.jsonl").unlink()
     with pytest.raises(confirm.ConfirmError, match="no kept experiment"):
-        confirm.confirm(history)
+        confirm.confirm(history, rescore=True)
 
 
 RULE = config.VerdictRule("noise", 2.2, 3, 0.0)

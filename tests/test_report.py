@@ -60,7 +60,7 @@ def night(tmp_path_factory, corpus) -> Path:
                  "cwd": str(repo), "hook_event_name": "PreToolUse"}
         subprocess.run([str(repo / "hooks" / "launch"), "pre_tool_use"], input=json.dumps(event), text=True,
                        capture_output=True, check=True, timeout=60)
-    assert confirm(repo, say=lambda s: None) == 0
+    assert confirm(repo, say=lambda s: None, rescore=True) == 0
     return repo
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -36,7 +37,8 @@ def fake_run(repo: Path, run_id: str) -> None:
         d = run_dir if k == 1 else run_dir / f"s{k}"
         d.mkdir(exist_ok=True)
         metrics = {"id": run_id, "outcome": outcome, "value": value, "seed": 100 + k, "hypothesis": f"set {text}",
-                   "peak_memory_mb": 300.0, "total_seconds": 10.0,
+                   "peak_memory_mb": 300.0, "total_seconds": 10.0, "cpu_seconds": 20.0,
+                   "model_sha256": hashlib.sha256(f"{text}{'' if 'SEED = 0' in text else k}".encode()).hexdigest(),
                    "log_tail": "Traceback: boom" if value is None else ""}
         (d / "metrics.json").write_text(json.dumps(metrics))
 
@@ -277,3 +279,86 @@ def test_a_report_that_cannot_be_made_does_not_strand_the_verdict(research_repo)
     assert experiment.apply_verdict(repo, "r0001")["applied"]
     assert experiment.pending(repo) == []
     assert "The morning report could not be written" in (repo / "runs" / "report.html").read_text()
+
+
+# ------------------------------------------------------------------ paired verdicts: the change, not the machine
+
+def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
+    """A Measure standing in for training on a machine whose state changes: each trial takes the next
+    (value, CPU-seconds) of `machine`, in order; the candidate's train.py (a source other than best.py
+    and not the first experiment) is `gain` better. Values: minimize."""
+    from eval.record import metrics as metrics_file
+
+    state = iter(machine)
+
+    def measure(repo, program, trial, source, hypothesis, budget, seed, unsafe=False):
+        run_id, run_dir = trial
+        (run_dir / "train.py").write_bytes(source.read_bytes())
+        value, cpu = next(state)
+        is_candidate = source.name != "best.py" and "CANDIDATE" in source.read_text()
+        value -= gain if is_candidate else 0.0
+        m = metrics_file.record(run_id, program.task, hypothesis, seed, budget, hashlib.sha256(
+            source.read_bytes()).hexdigest(), "0" * 64, "replayed", outcome="ok", value=value, cpu_seconds=cpu,
+            model_sha256=hashlib.sha256(f"{run_id}".encode()).hexdigest())
+        metrics_file.write(run_dir, m)
+        return m
+
+    return measure
+
+
+def baseline_under_load(repo: Path) -> None:
+    """The baseline measured while the machine was busy: half the compute, a worse value."""
+    experiment.run_experiment(repo, "baseline", None, False, say=lambda _: None,
+                              measure=scripted([(2.00, 10.0), (2.02, 10.0), (1.98, 10.0)]))
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# CANDIDATE\n")
+
+
+def test_identical_code_after_a_load_change_is_not_kept(research_repo):
+    """The candidate trains on the quiet machine and beats the busy baseline's stored runs; beside fresh runs
+    of the best, on the same quiet machine, it gains nothing: discarded. Without pairs it was kept."""
+    repo = research_repo
+    quiet = [(1.80, 20.0), (1.81, 20.0), (1.79, 20.1), (1.80, 19.9), (1.82, 20.0), (1.78, 20.0)]
+    baseline_under_load(repo)
+    d = experiment.run_experiment(repo, "a comment", None, False, say=lambda _: None, measure=scripted(quiet))
+    assert d["status"] == "discard" and d["paired"] and d["runs"] == 6, d
+    assert [(p["candidate"], p["best"]) for p in d["pairs"]] == [
+        ("r0002", "r0002-b1"), ("r0002-s2", "r0002-b2"), ("r0002-s3", "r0002-b3")]
+    assert d["best_values"] == [1.81, 1.79, 1.78] and d["values"] == [1.80, 1.80, 1.82]  # s b, b s, s b
+    text = experiment.verdict_text(d)
+    assert "r0002-s2 vs r0002-b2 (CPU 19.9s vs 20.1s)" in text and "6 runs in all" in text
+    program = (repo / "program.md").read_text()
+    (repo / "program.md").write_text(program.replace("  seeds: 3", "  seeds: 3\n  paired: never"))
+    (repo / "scratchpad.md").write_text((repo / "scratchpad.md").read_text() + "\nr0002 noted\n")
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# again\n")
+    unpaired = experiment.run_experiment(repo, "the same, unpaired", None, False, say=lambda _: None,
+                                         measure=scripted(quiet))
+    assert unpaired["status"] == "keep" and not unpaired["paired"]  # today's engine: the machine was measured
+
+
+def test_a_pair_whose_compute_differs_is_run_again_and_never_counted(research_repo):
+    repo = research_repo
+    baseline_under_load(repo)
+    machine = [(1.50, 20.0), (1.80, 20.0),  # round 1 (s, b): the candidate 0.3 better
+               (1.80, 9.0), (1.50, 20.0),  # round 2 (b, s): the best's rerun beside a hog, half the compute
+               (1.50, 20.0), (1.80, 20.0), (1.80, 20.0), (1.50, 20.0)]  # rounds 3 (s, b) and 4 (b, s)
+    d = experiment.run_experiment(repo, "a real gain", None, False, say=lambda _: None, measure=scripted(machine))
+    assert d["status"] == "keep" and d["runs"] == 8, d
+    assert [(p["candidate"], p["best"]) for p in d["pairs"]] == [
+        ("r0002", "r0002-b1"), ("r0002-s2", "r0002-b3"), ("r0002-s3", "r0002-b4"), ("r0002-s4", None),
+        (None, "r0002-b2")]  # matched by compute, the hogged rerun left out
+    assert d["seeds"] == [p["seed"] for p in d["pairs"] if p["comparable"]] and len(d["values"]) == 3
+    assert "r0002-b2 (CPU 9.0s) unmatched" in experiment.verdict_text(d)
+    row = ledger.read(repo)[-1]
+    assert row["id"] == "r0002" and row["values"] == [1.50, 1.50, 1.50] and len(row["compute"]) == 8
+
+
+def test_no_comparable_pair_is_no_verdict_on_the_change(research_repo):
+    repo = research_repo
+    baseline_under_load(repo)
+    s, b = (1.50, 20.0), (1.80, 5.0)  # the best's reruns always beside a hog
+    machine = [s, b, b, s] * 3  # rounds (s, b), (b, s), ...
+    d = experiment.run_experiment(repo, "a gain on a drifting machine", None, False, say=lambda _: None,
+                                  measure=scripted(machine))
+    assert d["status"] == "discard" and "no pair got comparable compute" in d["reason"], d
+    assert d["runs"] == 12 and not any(p["comparable"] for p in d["pairs"])
+    assert git.Repo(repo).git.show("refs/autoresearch/discarded/r0002:train.py").endswith("# CANDIDATE")

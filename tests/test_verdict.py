@@ -7,7 +7,7 @@ import math
 import pytest
 
 from eval.config import VerdictRule
-from eval.verdict import PROMISING_FRACTION, Samples, harness_seeds, judge, promising
+from eval.verdict import PROMISING_FRACTION, Samples, comparable, draws, harness_seeds, judge, promising
 
 NOISE = VerdictRule("noise", k=2.0, seeds=3, min_spread=0.0)
 GREEDY = VerdictRule("greedy", k=2.0, seeds=3, min_spread=0.0)
@@ -189,9 +189,9 @@ def test_exact_ties_discard(direction, rule):
 # ------------------------------------------------------------------ train.py ignoring the seed
 
 def test_a_candidate_that_ignores_the_seed_counts_as_one_run():
-    """Three identical values from three seeds are one draw: they may not shrink the spread or the margin."""
+    """Three seeds that exported the same weights are one draw: they may not shrink the spread or the margin."""
     best = Samples((1.0, 1.1, 0.9))  # spread 0.1
-    v = judge("minimize", NOISE, best, "ok", [0.85, 0.85, 0.85])
+    v = judge("minimize", NOISE, best, "ok", [0.85, 0.85, 0.85], models=["a" * 64] * 3)
     honest = judge("minimize", NOISE, best, "ok", [0.85])  # the same evidence: one run
     assert (v.status, v.spread, v.threshold) == ("discard", honest.spread, honest.threshold)
     assert v.threshold == pytest.approx(2.0 * 0.1 * math.sqrt(1 / 3 + 1))
@@ -199,18 +199,37 @@ def test_a_candidate_that_ignores_the_seed_counts_as_one_run():
     assert "ignores the seed" not in judge("minimize", NOISE, best, "ok", [0.85, 0.86, 0.84]).reason
 
 
+def test_identical_values_from_different_weights_are_honest_ties_not_an_ignored_seed():
+    """A discrete metric on a small split (accuracy on 24 rows) ties across seeds: the weights tell."""
+    values, models = [0.9583, 0.9583, 0.9583], ["a" * 64, "b" * 64, "c" * 64]
+    assert draws(values, models) == 3 and draws(values) == 3 and draws(values, ["a" * 64] * 3) == 1
+    assert draws(values, ["a" * 64, None, "a" * 64]) == 3  # one weight unknown: no claim
+    v = judge("maximize", NOISE, None, "ok", values, models=models)
+    assert v.status == "keep" and "ignores the seed" not in v.reason
+    assert Samples(tuple(values), tuple(models)).draws == 3
+
+
 def test_when_neither_side_measures_a_spread_the_earlier_experiments_do():
-    best = Samples((1.0, 1.0, 1.0))  # a kept version that ignored the seed
+    best = Samples((1.0, 1.0, 1.0), ("a" * 64,) * 3)  # a kept version that ignored the seed
     assert (best.draws, best.spread) == (1, None)
-    assert judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9]).status == "keep"  # nothing to judge noise by
-    v = judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9], fallback_spread=0.1)
+    ignoring = ["b" * 64] * 3
+    assert judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9], models=ignoring).status == "keep"  # no noise known
+    v = judge("minimize", NOISE, best, "ok", [0.9, 0.9, 0.9], fallback_spread=0.1, models=ignoring)
     assert (v.status, v.spread) == ("discard", 0.1)
     assert v.threshold == pytest.approx(2.0 * 0.1 * math.sqrt(2))
-    assert judge("minimize", NOISE, best, "ok", [0.5, 0.5, 0.5], fallback_spread=0.1).status == "keep"
+    assert judge("minimize", NOISE, best, "ok", [0.5, 0.5, 0.5], fallback_spread=0.1, models=ignoring).status == "keep"
     measured = judge("minimize", NOISE, Samples((1.0, 1.2, 0.8)), "ok", [0.9], fallback_spread=5.0)
     assert measured.spread == pytest.approx(0.2)  # a spread measured here wins over the fallback
 
 
 def test_a_baseline_that_ignores_the_seed_says_so():
-    v = judge("minimize", NOISE, None, "ok", [2.0, 2.0, 2.0])
+    v = judge("minimize", NOISE, None, "ok", [2.0, 2.0, 2.0], models=["a" * 64] * 3)
     assert v.status == "keep" and v.spread is None and "ignores the seed" in v.reason
+
+
+@pytest.mark.parametrize("a, b, tolerance, alike", [
+    (100.0, 90.0, 0.15, True), (100.0, 80.0, 0.15, False), (20.0, 60.0, 0.5, False), (None, 10.0, 0.0, True),
+    (0.0, 0.0, 0.0, True),
+])
+def test_runs_compare_only_with_alike_compute(a, b, tolerance, alike):
+    assert comparable(a, b, tolerance) is alike and comparable(b, a, tolerance) is alike

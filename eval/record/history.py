@@ -112,6 +112,16 @@ def restore_best(repo: Path) -> None:
     r.index.add(["train.py"])
 
 
+def best_source(repo: Path) -> bytes:
+    """The best's train.py (HEAD's), for its reruns beside a candidate."""
+    return source_at(repo, "HEAD")
+
+
+def source_at(repo: Path, commit: str) -> bytes:
+    """train.py as a commit holds it (a kept version, for confirm's retrains)."""
+    return open_repo(repo).commit(commit).tree["train.py"].data_stream.read()
+
+
 def head(repo: Path) -> str:
     return open_repo(repo).head.commit.hexsha
 

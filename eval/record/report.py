@@ -23,8 +23,25 @@ COLUMNS = (  # header, alignment and width, cell; the description comes last, un
     ("delta", ">10", lambda r: number(r.get("delta"), "{:+.6f}")),
     ("spread", ">9", lambda r: number(r.get("spread"), "{:.6f}")),
     ("mem_gb", ">6", lambda r: number(r.get("peak_memory_mb"), "{:.1f}", 1 / 1024)),
+    ("runs", ">4", lambda r: str(r.get("runs") or len(r.get("values") or ()) or "-")),
+    ("cpu_s", ">7", lambda r: number(candidate_cpu(r), "{:.1f}")),
+    ("load", ">5", lambda r: number(max_load(r), "{:.1f}")),
 )
 COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("timeout", "timed out"))
+
+
+def candidate_cpu(row: dict) -> float | None:
+    """Mean CPU-seconds its budget bought (from the start marker to the stop; else all) of the candidate's own
+    runs, not the best's reruns: the compute it got."""
+    own = [c for c in row.get("compute") or () if "-b" not in c["id"]]
+    cpu = [x for c in own if (x := c.get("trained_cpu_seconds") or c.get("cpu_seconds"))]
+    return sum(cpu) / len(cpu) if cpu else None
+
+
+def max_load(row: dict) -> float | None:
+    """The most cores the rest of the host kept busy during any of the experiment's runs."""
+    load = [c["host_other_load"] for c in row.get("compute") or () if c.get("host_other_load") is not None]
+    return max(load) if load else None
 
 
 def number(value: float | None, fmt: str, scale: float = 1.0) -> str:

@@ -3,6 +3,8 @@
 runs/<id>/            one experiment (r0001, r0002, ...): its first trial's train.py, train.log,
                       metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
+runs/<id>/b1, b2 ...  the best's reruns beside a promising candidate (paired verdicts), named <id>-b1, ...
+runs/<id>/c1, c2 ...  retrains of a kept version for ./run.sh confirm (their test scores: runs/confirm/)
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
 runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
@@ -22,7 +24,7 @@ from pathlib import Path
 
 RUNS = Path("runs")
 EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
-TRIAL_ID = re.compile(r"^(r\d{4,})(?:-s(\d+))?$")  # a trial: r0001 (the first) or r0001-s2
+TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbc])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, r0001-b1, r0001-c1
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
@@ -53,10 +55,14 @@ def experiment_ids(repo: Path) -> list[str]:
     return sorted(p.name for p in runs.iterdir() if EXPERIMENT_ID.match(p.name)) if runs.is_dir() else []
 
 
-def trial_dir(experiment_dir: Path, k: int) -> tuple[str, Path]:
-    """The id and dir of trial k (1 = the first) of the experiment in experiment_dir."""
-    return (experiment_dir.name, experiment_dir) if k == 1 else (f"{experiment_dir.name}-s{k}",
-                                                                  experiment_dir / f"s{k}")
+def trial_dir(experiment_dir: Path, k: int, arm: str = "s") -> tuple[str, Path]:
+    """The id and dir of trial k (1 = the first) of the experiment in experiment_dir.
+
+    arm: "s" the candidate's trials (its first is the experiment dir itself), "b" the best's reruns, "c" confirm's.
+    """
+    if arm == "s" and k == 1:
+        return experiment_dir.name, experiment_dir
+    return f"{experiment_dir.name}-{arm}{k}", experiment_dir / f"{arm}{k}"
 
 
 def trial_path(trial_id: str) -> str:
@@ -70,10 +76,10 @@ def scorer_log(repo: Path, trial_id: str) -> Path:
     return repo / SCORER_LOGS / f"{trial_id}.log"
 
 
-def seed_dirs(run_dir: Path) -> list[Path]:
-    """runs/<id> holds the first trial, runs/<id>/s2, s3, ... the others, in order."""
-    extra = [p for p in run_dir.glob("s[0-9]*") if p.name[1:].isdigit()]
-    return [run_dir, *sorted(extra, key=lambda p: int(p.name[1:]))]
+def seed_dirs(run_dir: Path, arm: str = "s") -> list[Path]:
+    """runs/<id> holds the first trial, runs/<id>/s2, s3, ... the others, in order; arm "b": the best's b1, b2, ..."""
+    extra = sorted((p for p in run_dir.glob(f"{arm}[0-9]*") if p.name[1:].isdigit()), key=lambda p: int(p.name[1:]))
+    return [run_dir, *extra] if arm == "s" else extra
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

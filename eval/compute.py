@@ -1,0 +1,88 @@
+"""What compute a trial got, measured by the harness: the host's CPU beside the job, the GPU, the model.
+
+A fixed time budget buys whatever compute the machine gives: a run beside a CPU hog trains a
+third of the steps, and its worse metric says nothing about train.py. So every trial records
+what it got (the job's CPU-seconds come from its backend: the cgroup or the process tree), what
+else ran on the host meanwhile (/proc/stat: busy cores of the whole machine, less the job's
+own), the GPU model, and a digest of the exported weights (same weights from two seeds: the
+seed is ignored, whatever the metric says). The verdict compares runs only when their compute
+is alike (eval/verdict.py comparable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+STAT = Path("/proc/stat")
+# The tensors of a torch.export archive (eval/scoring/archive.py checks the whole archive in the scorer).
+TENSOR = re.compile(r"^[^/]+/data/(?:weights/weight_\d+|constants/tensor_\d+)$")
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    """The whole machine's CPU time so far: busy and total, in seconds over all cores."""
+
+    busy: float
+    total: float
+    at: float  # monotonic time of the reading
+
+    @classmethod
+    def now(cls) -> HostCpu | None:
+        """None where /proc/stat cannot be read (not Linux): the host's load is then unknown, not zero."""
+        try:
+            fields = [float(x) for x in STAT.read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        return cls(busy=(sum(fields[:8]) - idle) / tick, total=sum(fields[:8]) / tick, at=time.monotonic())
+
+
+def other_load(before: HostCpu | None, after: HostCpu | None, job_cpu_seconds: float | None) -> float | None:
+    """Cores the rest of the host kept busy while the job ran: the machine's busy cores less the job's."""
+    if before is None or after is None or job_cpu_seconds is None or after.at - before.at <= 0:
+        return None
+    wall = after.at - before.at
+    return round(max(0.0, (after.busy - before.busy - job_cpu_seconds) / wall), 2)
+
+
+def gpu_name() -> str | None:
+    """The GPU the job is given (the first nvidia-smi lists; the harness runs one job per device), or None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines()
+    return names[0].strip() if out.returncode == 0 and names else None
+
+
+def weights_digest(model: Path) -> str | None:
+    """sha256 over the exported weights and constants (names and bytes), or None without a readable archive.
+
+    Read with zipfile only, nothing deserialised: the archive is untrusted until the scorer has checked it,
+    and the digest only compares runs of one experiment with each other.
+    """
+    try:
+        with zipfile.ZipFile(model) as archive:
+            h = hashlib.sha256()
+            for info in sorted((i for i in archive.infolist() if TENSOR.match(i.filename)), key=lambda i: i.filename):
+                if info.file_size > 2**32:
+                    return None
+                h.update(info.filename.split("/", 1)[1].encode() + b"\0")
+                with archive.open(info) as f:
+                    for chunk in iter(lambda: f.read(2**20), b""):
+                        h.update(chunk)
+            return h.hexdigest()
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError):
+        return None
