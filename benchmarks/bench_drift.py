@@ -36,7 +36,7 @@ from eval import config, experiment, verdict  # noqa: E402
 from eval.trial import run_trial  # noqa: E402
 from tests.test_compute import CORES, HOGS, busy_machine  # noqa: E402
 
-Pool = dict[bool, list[dict]]  # busy? -> runs: {"value", "cpu_seconds"}
+Pool = dict[bool, list[dict]]  # busy? -> runs: {"value", "cpu_seconds": what the budget bought}
 MODES = ("never", "auto", "always")  # verdict.paired; never is the engine before paired verdicts
 
 
@@ -54,9 +54,9 @@ def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> Pool:
                     m = run_trial(scratch, hypothesis=name, budget=budget, seed=s, echo=lambda _: None)
                 if m["outcome"] != "ok":
                     sys.exit(f"{name}: run {i} ended {m['outcome']}: {m['reason']}\n{m['log_tail']}")
-                pool[busy].append({"value": m["value"], "cpu_seconds": m["cpu_seconds"]})
-                print(f"  {name} {'busy ' if busy else 'quiet'} {i}/{n}: {m['value']:.4f} "
-                      f"CPU {m['cpu_seconds']:.1f}s", file=sys.stderr, flush=True)
+                pool[busy].append({"value": m["value"], "cpu_seconds": experiment.compute(m)})
+                print(f"  {name} {'busy ' if busy else 'quiet'} {i}/{n}: {m['value']:.4f} CPU "
+                      f"{experiment.compute(m):.1f}s bought (of {m['cpu_seconds']:.1f}s)", file=sys.stderr, flush=True)
     return pool
 
 
