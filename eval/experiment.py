@@ -135,13 +135,13 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         d = decide(repo, run_id, program)
         write_json(path, d)
     subject, body = commit_message(d)
-    candidate = run_dir / "train.py"
+    candidate, editable = run_dir / "train.py", program.task.editable
     if d["status"] == "keep":
-        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body), None
-    elif candidate.exists():
-        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject), history.head(repo)
+        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body, editable), None
+    elif all((run_dir / rel).exists() for rel in editable):
+        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject, editable), history.head(repo)
     else:  # killed before the snapshot: nothing ran, nothing to keep
-        history.restore_best(repo)
+        history.restore_best(repo, editable)
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
@@ -200,7 +200,7 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
     if why:
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
-    history.check(repo)
+    history.check(repo, task.editable)
     with exclusive(repo):
         recover(repo, say)
         _, best = best_samples(ledger.read(repo), task.direction)

@@ -44,6 +44,9 @@ LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is impo
 ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
 KEPT_LIST = 1000  # the longest list of numbers kept (per-fold values)
+CODE = "/code"  # where train.py, the other editable files and task.code are, at their relative paths
+ARTIFACTS_DIR = "artifacts"  # in data/: what prepare built from the training split (eval/data.py)
+ARTIFACTS = "/data/artifacts"  # where training and scoring see them, read-only
 
 
 class Measure(Protocol):
@@ -54,16 +57,20 @@ class Measure(Protocol):
 
 
 def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int,
-                 masks: tuple[Mask, ...] | None = None) -> Job:
+                 masks: tuple[Mask, ...] | None = None, repo: Path | None = None) -> Job:
     """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop.
-    masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out."""
-    task = program.task
+    masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out.
+    repo: where task.code is read from (by default data_dir's parent, the repository)."""
+    task, repo = program.task, repo or data_dir.parent
+    code = code_mounts(repo, task, run_dir)
+    manifest = load_manifest(data_dir)
     return Job(
         argv=[python_executable(), "/harness/launch.py", "/code/train.py"],
         mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", heldout.TRAIN_DATA),
-                Mount(LAUNCHER, "/harness/launch.py")],
+                Mount(LAUNCHER, "/harness/launch.py"), *artifact_mounts(data_dir, manifest), *code[1:]],
         env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": heldout.TRAIN_DATA, "AUTORESEARCH_OUT": "/out",
+             **({"AUTORESEARCH_ARTIFACTS": ARTIFACTS} if manifest.get("artifacts") else {}),
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {})},
         timeout_s=START_CAP_S + budget + task.grace_seconds,
         limits=program.limits,
@@ -71,8 +78,52 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         workdir="/out",
         gpu=has_gpu(),
         owner=str(run_dir.resolve()),
-        masks=heldout.masks(load_manifest(data_dir)) if masks is None else masks,
+        masks=heldout.masks(manifest, heldout.shown(code[len(task.editable):])) if masks is None else masks,
     )
+
+
+def code_mounts(repo: Path, task: config.Task, run_dir: Path) -> list[Mount]:
+    """The code a run sees at /code: the editable files from the run's snapshot (train.py first), then
+    task.code read-only from the repository, each at its relative path, so train.py imports them."""
+    editable = ["train.py", *(rel for rel in task.editable if rel != "train.py")]
+    return [*(Mount(run_dir / rel, f"{CODE}/{rel}") for rel in editable), *project_code(repo, task)]
+
+
+def project_code(repo: Path, task: config.Task) -> list[Mount]:
+    """task.code: the project's own modules and folders, read-only, beside train.py (the agent cannot edit them)."""
+    return [Mount(repo / rel, f"{CODE}/{rel}") for rel in task.code]
+
+
+def artifact_mounts(data_dir: Path, manifest: dict) -> list[Mount]:
+    """The frozen artifacts built from the training split (a vocabulary), read-only, when the data has them."""
+    return [Mount(data_dir / ARTIFACTS_DIR, ARTIFACTS)] if manifest.get("artifacts") else []
+
+
+def snapshot(task: config.Task, source_dir: Path, run_dir: Path) -> None:
+    """Copy the editable files as they are now into the run dir: what ran is what is kept or discarded."""
+    if missing := [rel for rel in task.editable if not (source_dir / rel).is_file()]:
+        raise config.ConfigError(f"program.md: task.editable names {', '.join(missing)}, not a file in {source_dir}")
+    for rel in task.editable:
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        if (source_dir / rel).resolve() != (run_dir / rel).resolve():
+            shutil.copyfile(source_dir / rel, run_dir / rel)
+
+
+def missing_code(repo: Path, task: config.Task) -> list[str]:
+    return [rel for rel in task.code if not (repo / rel).exists()]
+
+
+def code_sha256(mounts: list[Mount]) -> str:
+    """One hash of every file the run saw at /code (path and bytes): says what code a run ran with."""
+    digest = hashlib.sha256()
+    for m in mounts:
+        files = [m.host] if m.host.is_file() else sorted(
+            f for f in m.host.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        for f in files:
+            name = m.target if f == m.host else f"{m.target}/{f.relative_to(m.host).as_posix()}"
+            digest.update(f"{name}\0{f.stat().st_size}\0".encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
 
 
 def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
@@ -211,13 +262,16 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     manifest = load_manifest(data_dir)
     backend = select_backend(unsafe)
     say = echo or (lambda s: print(s, flush=True))
-    masks = heldout.ensure(data_dir, manifest, backend, say)  # refuses while held-out text is visible there
     task = program.task
+    masks = heldout.ensure(data_dir, manifest, backend, say, project_code(repo, task))
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed
+    if missing := missing_code(repo, task):
+        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
     run_id, run_dir = trial or new_run_dir(repo / RUNS)
-    shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
+    snapshot(task, (source or repo / task.train_file).parent, run_dir)
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
+    code = code_mounts(repo, task, run_dir)
     say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed}); "
         f"its output goes to {trial_path(run_id)}/train.log")
 
@@ -236,7 +290,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
                     clock.started(control)
 
                 try:
-                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks),
+                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks, repo),
                                         beat.sink(clock.watch(sink)), started)
                 finally:
                     clock.finish()
@@ -286,6 +340,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         reason=reason,
         log_tail=log_tail,
         reported=read_reported(run_dir / "out"),
+        code_sha256=code_sha256(code),
     )
     metrics_file.write(run_dir, metrics)
     return metrics

@@ -78,3 +78,33 @@ def test_discarded_ref_survives_gc(research_repo):
     ref = history.discard(research_repo, "r0003", src, "r0003 discard")
     subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=research_repo, check=True)
     assert "LR = 3" in git.Repo(research_repo).git.show(f"{ref}:train.py")
+
+
+def test_every_editable_file_is_kept_discarded_and_restored_together(research_repo):
+    r = git.Repo(research_repo)
+    (research_repo / "nets").mkdir()
+    (research_repo / "nets" / "model.py").write_text("WIDTH = 8\n")
+    r.index.add(["nets/model.py"])
+    r.index.commit("model")
+    editable = ("train.py", "nets/model.py")
+    history.check(research_repo, editable)
+    src = candidate(research_repo, "r0001", "LR = 2\n")
+    (src.parent / "nets").mkdir()
+    (src.parent / "nets" / "model.py").write_text("WIDTH = 16\n")
+    sha = history.keep(research_repo, "r0001", src, "r0001 keep", "experiment: r0001", editable)
+    assert r.commit(sha).tree["nets/model.py"].data_stream.read() == b"WIDTH = 16\n"
+
+    src = candidate(research_repo, "r0002", "LR = 3\n")
+    (src.parent / "nets").mkdir()
+    (src.parent / "nets" / "model.py").write_text("WIDTH = 99\n")
+    (research_repo / "nets" / "model.py").write_text("WIDTH = 99\n")  # the agent's edit, as it ran
+    ref = history.discard(research_repo, "r0002", src, "r0002 discard", editable)
+    assert "+WIDTH = 99" in r.git.diff(sha, ref) and "+LR = 3" in r.git.diff(sha, ref)
+    assert (research_repo / "nets" / "model.py").read_text() == "WIDTH = 16\n"  # back to the best
+    assert (research_repo / "train.py").read_text() == "LR = 2\n" and not r.is_dirty()
+
+
+def test_an_editable_file_that_is_not_committed_is_refused_before_a_run(research_repo):
+    (research_repo / "model.py").write_text("WIDTH = 8\n")
+    with pytest.raises(history.NotAResearchRepo, match="model.py is not committed"):
+        history.check(research_repo, ("train.py", "model.py"))

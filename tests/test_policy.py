@@ -1016,3 +1016,23 @@ def test_settings_wire_the_hook_and_deny_the_obvious():
         deny
     )
     assert os.access(MAIN / "hooks" / "launch", os.X_OK)
+
+
+def test_task_editable_opens_its_files_to_edits_and_task_code_stays_read_only(tmp_path):
+    (tmp_path / "model.py").write_text("WIDTH = 8\n")
+    (tmp_path / "data.py").write_text("class Corpus: ...\n")
+    text = PROGRAM.format(phase="hyperparameters", budget=300).replace(
+        "  grace_seconds: 60\n", "  grace_seconds: 60\n  code: [data.py]\n  editable: [train.py, model.py]\n")
+    multi = config.parse(text)
+    edit = {"old_string": "WIDTH = 8", "new_string": "WIDTH = 16"}
+
+    def decide(name: str, prog) -> policy.Decision:
+        return policy.decide("Edit", {"file_path": name, **edit}, tmp_path, prog, cwd=str(tmp_path))
+
+    assert decide("model.py", multi).decision == ALLOW
+    assert decide("model.py", program()).decision == DENY  # not editable under the default task
+    refused = decide("data.py", multi)
+    assert refused.decision == DENY and "train.py, model.py and scratchpad.md" in refused.reason
+    assert decide("model.py", config.ConfigError("broken")).decision == DENY  # a broken program.md: defaults only
+    reads = policy.decide("Read", {"file_path": "data.py"}, tmp_path, multi, cwd=str(tmp_path))
+    assert reads.decision == ALLOW

@@ -27,7 +27,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the ho
 if TYPE_CHECKING:
     from eval.config import ConfigError, Program
 
-EDITABLE = ("train.py", "scratchpad.md")
+EDITABLE = ("train.py", "scratchpad.md")  # always; program.md's task.editable may add files of the project
 MAX_COMMAND = 4000
 MAX_HYPOTHESIS = 300
 # An edited file after the edit: train.py is ~7 KB and a long loop's scratchpad.md some tens of KB. More is
@@ -170,12 +170,20 @@ def editable(tool_input: dict, ctx: Context) -> tuple[Path, Path]:
     """The file an Edit/Write/MultiEdit changes, (path, relative path); refused unless it is editable."""
     value = tool_input.get("file_path")
     path, rel = resolve(ctx, value)
-    if path not in [ctx.repo / name for name in EDITABLE]:
+    names = editable_files(ctx)
+    if path not in [ctx.repo / name for name in names]:
         raise Refused(
-            f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
-            "scratchpad.md; everything else is the harness"
+            f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only "
+            f"{', '.join(names[:-1])} and {names[-1]} (program.md task.editable); everything else is the harness"
         )
     return path, rel
+
+
+def editable_files(ctx: Context) -> tuple[str, ...]:
+    """train.py, what program.md's task.editable adds, and scratchpad.md (the first and last alone while
+    program.md is broken)."""
+    extra = () if isinstance(ctx.program, Exception) else ctx.program.task.editable
+    return tuple(dict.fromkeys(("train.py", *extra, "scratchpad.md")))
 
 
 def current_text(path: Path) -> str:
