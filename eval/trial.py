@@ -127,19 +127,24 @@ def code_sha256(mounts: list[Mount]) -> str:
 
 
 def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
-              extra: tuple[str, ...] = ()) -> Job:
+              extra: tuple[str, ...] = (), artifacts: Path | None = None) -> Job:
     """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
 
     Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out. The
     result line starts with `token` (parse_score), a secret of the harness the model cannot print.
+    artifacts: what was frozen from the training split (a vocabulary), by default the split's
+    data/artifacts/ when it exists; the evaluator finds it at options["artifacts"].
     """
     task = program.task
     secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
+    artifacts = artifacts or split.parent / ARTIFACTS_DIR
+    shared = [Mount(artifacts, ARTIFACTS)] if artifacts.is_dir() else []
+    options = {**task.options, **({"artifacts": ARTIFACTS} if shared else {})}
     return Job(
         argv=[python_executable(), "-m", "eval.scoring.score", "--evaluator", task.evaluator, "--model",
-              "/in/model.pt2", "--data", secret, "--options", json.dumps(task.options),
+              "/in/model.pt2", "--data", secret, "--options", json.dumps(options),
               "--score-seconds", str(program.limits.score_seconds), "--token", token, *extra],
-        mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret)],
+        mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret), *shared],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
         timeout_s=timeout_s,
         limits=program.limits,
