@@ -108,6 +108,7 @@ ALLOWED_COMMANDS = [
     "./run.sh -m 'weight tying'",
     "./run.sh status",
     "./run.sh status | tail -5",
+    "./run.sh check",
     "ls",
     "ls -la",
     "ls -la runs/1",
@@ -357,6 +358,8 @@ DENIED_COMMANDS = [
     "./run.sh --budget 10",
     "./run.sh prepare",
     "./run.sh loop",
+    "./run.sh check --budget 600",
+    "./run.sh check &",
     "./run.sh -m",
     "./run.sh -m ''",
     "./run.sh -m 'a\nb'",
@@ -1036,3 +1039,9 @@ def test_task_editable_opens_its_files_to_edits_and_task_code_stays_read_only(tm
     assert decide("model.py", config.ConfigError("broken")).decision == DENY  # a broken program.md: defaults only
     reads = policy.decide("Read", {"file_path": "data.py"}, tmp_path, multi, cwd=str(tmp_path))
     assert reads.decision == ALLOW
+
+
+def test_the_dry_run_gets_a_timeout_that_covers_a_first_held_out_scan(repo):
+    decision = run(repo, "Bash", {"command": "./run.sh check", "timeout": 120_000})
+    assert decision.decision == ALLOW and decision.updated_input["timeout"] == policy.CHECK_TIMEOUT_MS
+    assert not decision.experiment  # it is no experiment: no scratchpad gate, no ledger

@@ -79,21 +79,22 @@ def decide(
 # ---------------------------------------------------------------- ./run.sh
 
 
-RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status")  # what run_form() accepts, as allow rules
+RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status", "./run.sh check")  # what run_form() accepts
+CHECK_TIMEOUT_MS = 600_000  # ./run.sh check: seconds of training, but a first call may scan for held-out text
 
 
 def run_form(words: list[Word]) -> str:
-    """'experiment' or 'status' for the forms the agent may call; refuse the rest."""
+    """'experiment', 'status' or 'check' for the forms the agent may call; refuse the rest."""
     args = [literal(w) for w in words]
-    if args == ["status"]:
-        return "status"
+    if args in (["status"], ["check"]):
+        return args[0]
     if len(args) == 2 and args[0] == "-m" and (why := refusal(args[1], "the hypothesis")):
         raise Refused(why)  # it would go into commit messages and the ledger
     if not args or (len(args) == 2 and args[0] == "-m" and valid_hypothesis(args[1])):
         return "experiment"
     raise Refused(
         './run.sh takes exactly one of these forms: `./run.sh`, `./run.sh -m "one-line hypothesis"` '
-        f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`"
+        f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`, `./run.sh check` (a dry run)"
     )
 
 
@@ -123,13 +124,14 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
         line = shell.parse(command)
     except shell.ShellError as e:
         return deny(str(e))
-    experiment = False
+    experiment = check = False
     for cmd in line.commands:
         name, args = cmd.words[0].text, list(cmd.words[1:])
         for source in cmd.inputs:
             readable(ctx, literal(source))
         if name == "./run.sh":
-            experiment |= run_form(args) == "experiment"
+            form = run_form(args)
+            experiment, check = experiment or form == "experiment", check or form == "check"
             if ctx.cwd != ctx.repo:
                 raise Refused("run ./run.sh from the repository root")
             continue
@@ -158,6 +160,8 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
         return Decision("allow", f"experiment run (timeout {timeout // 1000} s, foreground)", updated, experiment=True)
     if tool_input.get("run_in_background"):
         return deny("background commands are not allowed; run it in the foreground")
+    if check:
+        return allow("dry run (no score)", {**tool_input, "timeout": CHECK_TIMEOUT_MS})
     return allow("read-only command inside the repository")
 
 
