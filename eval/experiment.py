@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import config, rules, verdict
-from eval.record import history, ledger, morning, page, plot
+from eval.record import history, ledger, morning, page, plot, tasks
 from eval.record.runs import (
     RUNNING,
     RUNS,
@@ -203,6 +203,8 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
     history.check(repo, task.editable)
     with exclusive(repo):
         recover(repo, say)
+        if moved := tasks.switch(repo, task_identity(repo, task), ledger.read(repo)):
+            say(moved)
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
         seeds = verdict.harness_seeds(task.seed, rule.seeds, run_id)
@@ -228,6 +230,12 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
                 break
         (repo / RUNNING).unlink()
         return apply_verdict(repo, run_id, program)
+
+
+def task_identity(repo: Path, task: config.Task) -> dict:
+    """The task a result belongs to: program.md's metric, direction and evaluator, and the frozen data."""
+    manifest = read_json(repo / "data" / "manifest.json") or {}
+    return tasks.identity(task.metric, task.direction, task.evaluator, manifest.get("hash"))
 
 
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:

@@ -72,3 +72,19 @@ def test_without_a_frozen_vocabulary_the_evaluator_names_the_prepare_step(tmp_pa
     val, _, vocab = frozen
     with pytest.raises(ModelRejected, match="--vocab words"):
         ppl.score(exported(tmp_path, Bigram(len(vocab)), 16), val, {"seq_len": 16})
+
+
+class SeqFirst(Bigram):
+    """The word_language_model layout: computed (seq, batch, vocab), handed over transposed (not contiguous)."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table(idx.t()).transpose(0, 1)
+
+
+def test_logits_that_are_a_transposed_view_are_scored(tmp_path, frozen):
+    val, artifacts, vocab = frozen
+    options = {"seq_len": 16, "artifacts": str(artifacts)}
+    plain, seq_first = Bigram(len(vocab)), SeqFirst(len(vocab))
+    seq_first.load_state_dict(plain.state_dict())
+    scores = [ppl.score(exported(tmp_path, model, 16), val, options)["value"] for model in (plain, seq_first)]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-6)

@@ -31,7 +31,7 @@ def score(model_path: Path, data_path: Path, options: dict) -> dict:
     nats = 0.0
     for xb, yb in batches(x, y):
         logits = logits_of(model, xb, len(vocab))
-        nats += F.cross_entropy(logits.view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
+        nats += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
     per_token = nats / y.numel()
     return {"value": math.exp(per_token) if per_token < 700 else math.inf, "nats_per_token": per_token,
             "parameters": n_params, "scored_tokens": y.numel(), "vocabulary": len(vocab)}
