@@ -135,13 +135,15 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         d = decide(repo, run_id, program)
         write_json(path, d)
     subject, body = commit_message(d)
-    candidate, editable = run_dir / "train.py", program.task.editable
+    candidate, editable, best = run_dir / "train.py", program.task.editable, d["best_id"] is not None
     if d["status"] == "keep":
         d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body, editable), None
-    elif all((run_dir / rel).exists() for rel in editable):
-        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject, editable), history.head(repo)
+    elif all((run_dir / rel).exists() for rel in editable):  # no best yet: the human's files stay as they ran
+        d["diff_ref"] = history.discard(repo, run_id, candidate, subject, editable, restore=best)
+        d["commit"] = history.head(repo)
     else:  # killed before the snapshot: nothing ran, nothing to keep
-        history.restore_best(repo, editable)
+        if best:
+            history.restore_best(repo, editable)
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
@@ -257,6 +259,10 @@ def verdict_text(d: dict) -> str:
                      f"required {value(d['threshold'])}, spread {value(d['spread'])}")
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
+    elif d["best_id"] is None:
+        copy = f"; a copy is {d['diff_ref']}" if d["diff_ref"] else ""
+        lines.append(f"train.py: left as it ran: no version is kept yet, so there is none to restore{copy}. "
+                     "Fix it and run again: the first kept run is the baseline.")
     else:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -108,3 +109,22 @@ def test_an_editable_file_that_is_not_committed_is_refused_before_a_run(research
     (research_repo / "model.py").write_text("WIDTH = 8\n")
     with pytest.raises(history.NotAResearchRepo, match="model.py is not committed"):
         history.check(research_repo, ("train.py", "model.py"))
+
+
+def test_a_failed_run_before_any_keep_leaves_the_humans_files_as_they_ran(tmp_path, corpus):
+    from eval import experiment
+    from tests.conftest import build_repo
+
+    repo = build_repo(tmp_path / "repo", corpus)
+    fixed = (repo / "train.py").read_text() + "\n# the human's uncommitted fix, which still crashes\n"
+    (repo / "train.py").write_text(fixed)
+    run_dir = repo / "runs" / "r0001"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.py").write_text(fixed)
+    (run_dir / "metrics.json").write_text(json.dumps({"id": "r0001", "outcome": "crash", "value": None, "seed": 1,
+                                                      "hypothesis": "baseline", "total_seconds": 1.0,
+                                                      "log_tail": "Traceback ..."}))
+    d = experiment.apply_verdict(repo, "r0001")
+    assert d["status"] == "crash" and (repo / "train.py").read_text() == fixed  # not replaced by HEAD's
+    assert "left as it ran" in experiment.verdict_text(d)
+    assert git.Repo(repo).git.show(f"{d['diff_ref']}:train.py") == fixed.rstrip("\n")  # and a copy in git

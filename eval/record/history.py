@@ -95,9 +95,11 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str,
     return sha
 
 
-def discard(repo: Path, run_id: str, candidate: Path, subject: str, editable: tuple[str, ...] = EDITABLE) -> str:
+def discard(repo: Path, run_id: str, candidate: Path, subject: str, editable: tuple[str, ...] = EDITABLE,
+            restore: bool = True) -> str:
     """Store the candidate (its train.py, and the other editable files beside it) under
-    refs/autoresearch/discarded/<id>; restore the editable files to HEAD's."""
+    refs/autoresearch/discarded/<id>; restore the editable files to HEAD's (restore: a kept version exists;
+    before the first keep, HEAD is only where the human started, and their working files stay as they are)."""
     r = open_repo(repo)
     ref = f"{DISCARDED}/{run_id}"
     if not r.git.for_each_ref(ref):
@@ -111,7 +113,8 @@ def discard(repo: Path, run_id: str, candidate: Path, subject: str, editable: tu
         message = checked(f"{subject}\n\n{TRAILER}: {run_id}")
         commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", message, env=IDENTITY)
         r.git.update_ref(ref, commit)
-    restore_best(repo, editable)
+    if restore:
+        restore_best(repo, editable)
     return ref
 
 
