@@ -1045,3 +1045,13 @@ def test_the_dry_run_gets_a_timeout_that_covers_a_first_held_out_scan(repo):
     decision = run(repo, "Bash", {"command": "./run.sh check", "timeout": 120_000})
     assert decision.decision == ALLOW and decision.updated_input["timeout"] == policy.CHECK_TIMEOUT_MS
     assert not decision.experiment  # it is no experiment: no scratchpad gate, no ledger
+
+
+def test_an_editable_name_that_is_a_symlink_to_the_harness_is_not_editable(tmp_path):
+    (tmp_path / "program.md").write_text(PROGRAM.format(phase="hyperparameters", budget=300))
+    (tmp_path / "model.py").symlink_to(tmp_path / "program.md")
+    text = PROGRAM.format(phase="hyperparameters", budget=300).replace(
+        "  grace_seconds: 60\n", "  grace_seconds: 60\n  editable: [train.py, model.py]\n")
+    decision = policy.decide("Write", {"file_path": "model.py", "content": "x"}, tmp_path, config.parse(text),
+                             cwd=str(tmp_path))
+    assert decision.decision == DENY and "resolves to" in decision.reason and "program.md" in decision.reason
