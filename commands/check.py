@@ -22,12 +22,11 @@ from pathlib import Path
 
 from eval import config, heldout
 from eval.clock import START_CAP_S, Clock
-from eval.data import DataError, load_manifest
+from eval.data import ARTIFACTS, DataError, load_manifest
 from eval.record.logsink import LogSink
 from eval.record.runs import RUNS
 from eval.record.text import quoted, visible
 from eval.trial import (
-    ARTIFACTS_DIR,
     kept_result,
     parse_score,
     project_code,
@@ -167,7 +166,7 @@ def evaluate(program: config.Program, data_dir: Path, run_dir: Path, backend, sa
     split = sample(data_dir / "train.bin", run_dir / "train-sample.bin")
     output = bytearray()
     job = score_job(program, split, Mount(run_dir / "out" / "model.pt2", "/in/model.pt2"), run_dir,
-                    program.limits.score_seconds + 60, token, artifacts=data_dir / ARTIFACTS_DIR)
+                    program.limits.score_seconds + 60, token, artifacts=data_dir / ARTIFACTS)
     backend.run(job, output.extend)
     score = parse_score(bytes(output), token)
     if score is None:

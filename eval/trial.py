@@ -22,6 +22,7 @@ from typing import Protocol
 
 from eval import config, heldout
 from eval.clock import START_CAP_S, Clock
+from eval.data import ARTIFACTS as ARTIFACTS_DIR  # in data/: what prepare built from the training split
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.logsink import LogSink
@@ -45,7 +46,6 @@ ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the r
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
 KEPT_LIST = 1000  # the longest list of numbers kept (per-fold values)
 CODE = "/code"  # where train.py, the other editable files and task.code are, at their relative paths
-ARTIFACTS_DIR = "artifacts"  # in data/: what prepare built from the training split (eval/data.py)
 ARTIFACTS = "/data/artifacts"  # where training and scoring see them, read-only
 
 
@@ -78,7 +78,7 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         workdir="/out",
         gpu=has_gpu(),
         owner=str(run_dir.resolve()),
-        masks=heldout.masks(manifest, heldout.shown(code[len(task.editable):])) if masks is None else masks,
+        masks=heldout.masks(manifest, heldout.shown(project_code(repo, task))) if masks is None else masks,
     )
 
 
@@ -268,11 +268,11 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     backend = select_backend(unsafe)
     say = echo or (lambda s: print(s, flush=True))
     task = program.task
+    if missing := missing_code(repo, task):
+        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
     masks = heldout.ensure(data_dir, manifest, backend, say, project_code(repo, task))
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed
-    if missing := missing_code(repo, task):
-        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
     run_id, run_dir = trial or new_run_dir(repo / RUNS)
     snapshot(task, (source or repo / task.train_file).parent, run_dir)
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
