@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from commands import check
 from eval.clock import Clock
 from sandbox.job import Result
+from tests.conftest import write_program
 
 
 def test_a_missing_sibling_module_is_named_with_the_task_code_fix(tmp_path: Path):
@@ -46,3 +48,35 @@ def test_the_evaluator_sample_is_the_start_of_the_training_split_cut_at_a_line(t
     (tmp_path / "train.bin").write_text("a,b,label\n" + rows)
     blob = check.sample(tmp_path / "train.bin", tmp_path / "sample.bin").read_text()
     assert blob.startswith("a,b,label\n") and blob.endswith("\n") and len(blob) <= check.SAMPLE_BYTES
+
+
+def test_in_the_sandbox_a_missing_sibling_module_fails_the_check_with_the_fix(repo):
+    """The issue's first run: `import data` of a project whose data.py is not mounted."""
+    (repo / "data.py").write_text("VOCAB = 10\n")
+    (repo / "train.py").write_text("import data\n")
+    said: list[str] = []
+    assert check.check(repo, budget=2, say=said.append) == 1
+    text = "\n".join(said)
+    assert "FAIL  imports: train.py imports data, which is data.py in the repository but not in the sandbox: " \
+           "add it to task.code in program.md (code: [data.py])" in text
+    assert not (repo / "runs" / "ledger.jsonl").exists()
+
+
+SLOW_EXPORT = """import signal, time
+stop = []
+signal.signal(signal.SIGURG, lambda *_: stop.append(1))
+while not stop:
+    time.sleep(0.05)
+time.sleep(6)  # an export slower than the grace
+"""
+
+
+def test_in_the_sandbox_an_export_slower_than_the_grace_is_measured_and_the_grace_named(repo):
+    write_program(repo, grace=3)
+    (repo / "train.py").write_text(SLOW_EXPORT)
+    said: list[str] = []
+    assert check.check(repo, budget=1, say=said.append) == 1
+    export = next(line for line in said if "export:" in line)
+    assert "FAIL" in export and "more than task.grace_seconds 3" in export
+    assert int(re.search(r"Set grace_seconds: (\d+) in program.md", export).group(1)) >= 12  # twice the 6 s measured
+    assert "left no $AUTORESEARCH_OUT/model.pt2" in "\n".join(said)
