@@ -5,6 +5,7 @@ dataset's own split), then prove that no training sandbox can read its held-out 
     ./run.sh prepare --corpus DIR [--pattern GLOB]     your files, split 90/5/5 by a hash of their paths
     ./run.sh prepare --split train=P,val=P,test=P      your dataset's own split (files or folders), as it is
     ... --vocab words                                  also freeze a word vocabulary built from the training split
+    ... --artifacts SCRIPT                             or what your script builds from it (eval/artifacts.py)
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ def split_paths(text: str) -> dict[str, Path]:
     if any(not sep or name not in SPLITS for name, sep, _ in pairs):
         raise argparse.ArgumentTypeError(f"expected {','.join(f'{n}=PATH' for n in SPLITS)}, got {text!r}")
     return {name: Path(path) for name, _, path in pairs}
+
+
+def script_builder(script: Path):
+    """--artifacts SCRIPT: it runs in the training sandbox, so it needs one now."""
+    from eval.artifacts import script_builder as builder
+    from sandbox.backends import select_backend
+
+    return builder(script, select_backend())
 
 
 def code_mounts(repo: Path) -> list:
@@ -45,17 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pattern", default="*", help="file glob inside --corpus (default: every file)")
     ap.add_argument("--split", type=split_paths, metavar="train=P,val=P,test=P",
                     help="the dataset's own split: a file or folder each, frozen as given (val and test held out)")
-    ap.add_argument("--vocab", choices=sorted(BUILDERS), default="",
-                    help="build this from the training split and freeze it in data/artifacts/ (words: vocab.txt)")
+    built = ap.add_mutually_exclusive_group()
+    built.add_argument("--vocab", choices=sorted(BUILDERS),
+                       help="build this from the training split and freeze it in data/artifacts/ (words: vocab.txt)")
+    built.add_argument("--artifacts", type=Path, metavar="SCRIPT",
+                       help="run SCRIPT once in a training sandbox on the training split; freeze what it writes "
+                            "under $AUTORESEARCH_OUT in data/artifacts/")
     ap.add_argument("--data-dir", type=Path, default=Path("data"))
     ap.add_argument("--force", action="store_true", help="replace frozen data that differs")
     args = ap.parse_args(argv)
     if args.split and args.corpus:
         ap.error("--split and --corpus are two ways to give the data: pass one")
     try:
-        m = (prepare_split(args.data_dir, args.split, args.force, args.vocab) if args.split else
-             prepare(args.data_dir, args.corpus, args.pattern, args.force, args.vocab))
-    except DataError as e:
+        build = BUILDERS[args.vocab] if args.vocab else script_builder(args.artifacts) if args.artifacts else None
+        m = (prepare_split(args.data_dir, args.split, args.force, build) if args.split else
+             prepare(args.data_dir, args.corpus, args.pattern, args.force, build))
+    except (DataError, OSError, SandboxUnavailable) as e:
         print(f"prepare: {e}", file=sys.stderr)
         return 1
     for name, s in m["splits"].items():

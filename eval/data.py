@@ -20,6 +20,8 @@ import itertools
 import json
 import sys
 import sysconfig
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.record.runs import atomic_write
@@ -35,9 +37,22 @@ SEPARATOR = b"\x00"
 SKIP_PARTS = {"site-packages", "__pycache__", ".git"}
 MANIFEST = "manifest.json"
 ARTIFACTS = "artifacts"  # data/artifacts/: what was built from the training split alone, frozen with the splits
-# Builders of frozen artifacts, by name (prepare --vocab NAME): the training split's bytes -> {file name: bytes}.
-BUILDERS = {"words": lambda train: {tokens.VOCAB: "\n".join(tokens.build_vocab(train.decode("utf-8", "replace")))
-                                     .encode()}}
+
+
+@dataclass(frozen=True)
+class Builder:
+    """What builds the frozen artifacts from the training split alone: (train bytes, the manifest's hidden)
+    -> {file name: bytes}. The name goes into the manifest (built_by)."""
+
+    name: str
+    build: Callable[[bytes, dict], dict[str, bytes]]
+
+
+def word_vocabulary(train: bytes, _hidden: dict) -> dict[str, bytes]:
+    return {tokens.VOCAB: "\n".join(tokens.build_vocab(train.decode("utf-8", "replace"))).encode()}
+
+
+BUILDERS = {"words": Builder("words", word_vocabulary)}  # prepare --vocab NAME; --artifacts SCRIPT: eval/artifacts.py
 
 
 class DataError(RuntimeError):
@@ -110,9 +125,9 @@ def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs:
 
 
 def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", force: bool = False,
-            vocab: str = "") -> dict:
+            build: Builder | None = None) -> dict:
     """Freeze the corpus under data_dir; return the manifest. Idempotent for the same corpus.
-    vocab: a BUILDERS name: build that from the training split and freeze it with the splits."""
+    build: what builds artifacts from the training split (a vocabulary), frozen with the splits."""
     root = corpus or default_corpus()
     if not root.is_dir():
         raise DataError(f"corpus directory {root} does not exist")
@@ -123,14 +138,14 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
         source = f"python-stdlib {sys.version.split()[0]}"
     else:
         splits, held_out_from, source = build_splits(root, pattern), hidden([root]), f"corpus {root.resolve()}"
-    return freeze_splits(data_dir, splits, source, held_out_from, force, vocab)
+    return freeze_splits(data_dir, splits, source, held_out_from, force, build)
 
 
 def freeze_splits(data_dir: Path, splits: dict[str, list[tuple[str, bytes]]], source: str, held_out_from: dict,
-                  force: bool, vocab: str) -> dict:
+                  force: bool, build: Builder | None) -> dict:
     blobs = {name: SEPARATOR.join(content for _, content in docs) for name, docs in splits.items()}
-    artifacts = BUILDERS[vocab](blobs["train"]) if vocab else {}
-    manifest = manifest_for(splits, source, blobs, held_out_from, artifacts, vocab)
+    artifacts = build.build(blobs["train"], held_out_from) if build else {}
+    manifest = manifest_for(splits, source, blobs, held_out_from, artifacts, build.name if build else "")
     return freeze(data_dir, {**blobs, **{f"{ARTIFACTS}/{n}": b for n, b in artifacts.items()}}, manifest, force)
 
 
@@ -142,7 +157,7 @@ def split_files(root: Path) -> list[tuple[str, bytes]]:
     return [(rel, content) for rel, content in docs if SEPARATOR not in content]
 
 
-def prepare_split(data_dir: Path, paths: dict[str, Path], force: bool = False, vocab: str = "") -> dict:
+def prepare_split(data_dir: Path, paths: dict[str, Path], force: bool = False, build: Builder | None = None) -> dict:
     """Freeze the dataset's own split (train=, val=, test=: files or folders) as it is; val and test are
     the held-out sources the training sandbox hides. Idempotent for the same files."""
     if sorted(paths) != sorted(SPLITS):
@@ -159,7 +174,7 @@ def prepare_split(data_dir: Path, paths: dict[str, Path], force: bool = False, v
     if empty:
         raise DataError(f"--split: no text in {', '.join(f'{n}={paths[n]}' for n in empty)}")
     source = "split " + ",".join(f"{name}={real[name]}" for name in SPLITS)
-    return freeze_splits(data_dir, splits, source, hidden([real["val"], real["test"]]), force, vocab)
+    return freeze_splits(data_dir, splits, source, hidden([real["val"], real["test"]]), force, build)
 
 
 def check_hideable(root: Path, packages: list[Path], splits: dict[str, list[tuple[str, bytes]]]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from commands import prepare as commands_prepare
-from eval import data, heldout
+from eval import artifacts, data, heldout
 from eval.data import (
     HIDDEN_PACKAGES,
     MIN_HELDOUT_BYTES,
@@ -23,6 +23,7 @@ from eval.data import (
     stdlib_split_of,
     verify,
 )
+from sandbox.backends import backend
 from sandbox.job import Mask, Mount
 from tests.conftest import make_corpus
 
@@ -179,7 +180,7 @@ def test_a_word_vocabulary_is_built_from_the_training_split_alone_and_frozen_wit
     corpus = wikitext(tmp_path / "wikitext")
     own = {"train": corpus / "train.txt", "val": corpus / "valid.txt", "test": corpus / "test.txt"}
     plain = data.prepare_split(tmp_path / "plain", own)
-    manifest = data.prepare_split(tmp_path / "data", own, vocab="words")
+    manifest = data.prepare_split(tmp_path / "data", own, build=data.BUILDERS["words"])
     vocab = (tmp_path / "data" / "artifacts" / "vocab.txt").read_text().split("\n")
     assert vocab[:4] == ["=", "Title", "<eos>", "the"] and vocab[-1] == "<unk>"  # first appearance, like Corpus
     assert "rare" not in vocab and "heldout" not in vocab  # only valid.txt holds them
@@ -195,3 +196,36 @@ def test_held_out_files_inside_mounted_project_code_are_masked(tmp_path):
     manifest = data.prepare_split(tmp_path / "data", own)
     shown = heldout.masks(manifest, [Mount(tmp_path / "project", "/code")])
     assert shown == tuple(Mask(f"/code/wikitext/{name}", directory=False) for name in ("test.txt", "valid.txt"))
+
+
+BUILD = """import json, os
+text = open(os.environ["AUTORESEARCH_DATA"]).read()
+hidden = os.path.exists(os.environ["HELD_OUT"]) and os.path.getsize(os.environ["HELD_OUT"])
+os.makedirs(os.environ["AUTORESEARCH_OUT"] + "/tokenizer", exist_ok=True)
+json.dump({"chars": sorted(set(text)), "held_out_bytes_seen": hidden},
+          open(os.environ["AUTORESEARCH_OUT"] + "/tokenizer/chars.json", "w"))
+"""
+
+
+def test_a_projects_own_script_builds_artifacts_from_the_training_split_in_the_sandbox(tmp_path):
+    corpus = wikitext(tmp_path / "wikitext")
+    script = tmp_path / "build_tokenizer.py"
+    script.write_text(BUILD.replace('os.environ["HELD_OUT"]', repr(str(corpus / "valid.txt"))))
+    own = {"train": corpus / "train.txt", "val": corpus / "valid.txt", "test": corpus / "test.txt"}
+    data_dir = tmp_path / "data"
+    manifest = data.prepare_split(data_dir, own, build=artifacts.script_builder(script, backend("docker")))
+    built = json.loads((data_dir / "artifacts" / "tokenizer" / "chars.json").read_text())
+    assert built["chars"] == sorted(set((corpus / "train.txt").read_text()))  # fitted on the training split
+    assert built["held_out_bytes_seen"] is False  # the build sees the training split, not valid.txt
+    assert manifest["artifacts"]["tokenizer/chars.json"]["built_by"].startswith("script build_tokenizer.py")
+    assert not verify(data_dir, manifest)
+
+
+def test_a_failing_artifact_script_freezes_nothing_and_says_why(tmp_path):
+    corpus = wikitext(tmp_path / "wikitext")
+    script = tmp_path / "build.py"
+    script.write_text("import urllib.request\nurllib.request.urlopen('http://example.com', timeout=3)\n")
+    own = {"train": corpus / "train.txt", "val": corpus / "valid.txt", "test": corpus / "test.txt"}
+    with pytest.raises(DataError, match="the build failed in the docker sandbox"):  # no network there
+        data.prepare_split(tmp_path / "data", own, build=artifacts.script_builder(script, backend("docker")))
+    assert not (tmp_path / "data").exists()
