@@ -138,7 +138,7 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
     candidate, editable, best = run_dir / "train.py", program.task.editable, d["best_id"] is not None
     if d["status"] == "keep":
         d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body, editable), None
-    elif all((run_dir / rel).exists() for rel in editable):  # no best yet: the human's files stay as they ran
+    elif all((run_dir / rel).exists() for rel in editable):  # restored only to a best: before one, files stay
         d["diff_ref"] = history.discard(repo, run_id, candidate, subject, editable, restore=best)
         d["commit"] = history.head(repo)
     else:  # killed before the snapshot: nothing ran, nothing to keep
