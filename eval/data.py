@@ -100,7 +100,8 @@ def build_splits(root: Path, pattern: str, rule=split_of) -> dict[str, list[tupl
         splits[rule(rel)].append((rel, content))
     empty = [name for name, docs in splits.items() if not docs]
     if empty:
-        raise DataError(f"corpus {root} is too small: no files landed in split(s) {empty}; give more files")
+        raise DataError(f"corpus {root} is too small: no files landed in split(s) {empty}; give more files, or "
+                        "freeze a dataset that comes split as it is: ./run.sh prepare --split train=P,val=P,test=P")
     return splits
 
 
