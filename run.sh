@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The orchestrator. `./run.sh` runs one experiment; the subcommands are for humans and CI.
 #   ./run.sh [-m "hypothesis"] [--budget S]   one experiment on train.py (what the agent calls)
-#   ./run.sh prepare [--corpus DIR]           build and freeze the data (idempotent)
+#   ./run.sh check                            a dry run of seconds: imports, a few steps, export, evaluator
+#   ./run.sh prepare [--corpus DIR | --split train=P,val=P,test=P] [--vocab words]   freeze the data
 #   ./run.sh status                           the latest runs and the best result
 #   ./run.sh python -c CODE|-m MOD|train.py   the agent's own Python, in the training sandbox (no ledger)
 #   ./run.sh report                           the morning summary; rewrites runs/report.html
@@ -46,6 +47,7 @@ ensure_env
 PY="$VENV/bin/python"
 case "${1:-}" in
     prepare) shift; exec "$PY" -m commands.prepare "$@" ;;
+    check)   shift; exec "$PY" -m commands.check "$@" ;;
     status)  shift; exec "$PY" -m commands.status "$@" ;;
     python)  shift; exec "$PY" -m commands.python "$@" ;;
     report)  shift; exec "$PY" -m commands.report "$@" ;;

@@ -14,7 +14,10 @@ torch.export for a scorer that alone sees the held-out rows. What adopt does, in
   3. train.py: the script with a shim in front (seeds, the budget, the export) and a few
      marked edits: its data file's name -> AUTORESEARCH_DATA, its constant seeds ->
      AUTORESEARCH_SEED, a budget stop at the top of each epoch loop. What it could not edit
-     it lists as manual steps.
+     it lists as manual steps, with any preprocessing fitted outside the model (a scaler,
+     fit_transform, X.mean(0)): the scorer feeds the exported model the raw columns. The
+     modules and packages beside the script that it imports are copied in as task.code
+     (never over a file of the repository).
   4. program.md: the front matter for the task (metric, direction, evaluator, options),
      keeping the sandbox, verdict and budget settings already there; train.py and program.md
      are committed by the harness.
@@ -30,6 +33,7 @@ import ast
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,6 +48,10 @@ from eval.scoring import tabular
 
 BUDGET_STOP = "if autoresearch_time_left() <= 0:  # autoresearch: stop at the budget\n{indent}    break\n"
 SEED_CALLS = {"seed", "manual_seed", "manual_seed_all"}  # random.seed, np.random.seed, torch.manual_seed, ...
+# Preprocessing fitted on the data outside the model: the scorer feeds the exported model the raw columns.
+FITTED = {"StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "Normalizer", "QuantileTransformer",
+          "PowerTransformer", "PCA", "fit_transform"}
+STATISTICS = {"mean", "std", "var", "min", "max", "amin", "amax"}  # X.mean(0): a normalisation constant
 SHIM_END = "# --- end of the shim: the original script follows (adopt's edits: see the adoption commit) ---\n"
 SHIM = '''\
 # --- autoresearch adoption shim, written by `./run.sh adopt` (commands/adopt.py) ---
@@ -253,6 +261,52 @@ def check_repo(repo: Path) -> None:
                          "commit or move them first")
 
 
+def sibling_code(script: Path) -> list[str]:
+    """The modules and packages beside the script that it imports (and they import): task.code, copied in."""
+    found: list[str] = []
+    todo = [script]
+    while todo:
+        tree = ast.parse(todo.pop().read_text(encoding="utf-8"))
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+        for name in sorted(names):
+            module, package = script.parent / f"{name}.py", script.parent / name
+            rel = f"{name}.py" if module.is_file() else name if (package / "__init__.py").is_file() else None
+            if rel and rel not in found and (script.parent / rel) != script:
+                found.append(rel)
+                todo += [module] if module.is_file() else sorted(package.rglob("*.py"))
+    return sorted(found)
+
+
+def fitted_outside(tree: ast.AST) -> list[str]:
+    """Preprocessing fitted on the data outside any forward(): scalers, fit_transform, normalisation constants."""
+    inside = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "forward"
+              for n in ast.walk(f)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or id(node) in inside:
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        axis = node.args or any(k.arg in ("axis", "dim") for k in node.keywords)
+        if name in FITTED or (name in STATISTICS and axis and isinstance(node.func, ast.Attribute)):
+            found.append((node.lineno, node.col_offset, f"line {node.lineno}: {ast.unparse(node)[:60]}"))
+    return [text for *_, text in sorted(found)]
+
+
+def check_code(repo: Path, script: Path, code: list[str]) -> None:
+    """The sibling modules can join the repository: project paths, and nothing of the human's there replaced."""
+    for rel in code:
+        try:
+            config.project_path(rel, "task.code", "adopt")
+        except config.ConfigError as e:
+            raise AdoptError(f"{script.name} imports {rel}, which cannot join the harness's repository ({e}); "
+                             "rename the module") from None
+        if (repo / rel).exists():
+            raise AdoptError(f"{script.name} imports {rel}, but the repository already holds {rel}: move it away "
+                             "(adopt never replaces your files)")
+
+
 def matches_data(value: object, data: Path) -> bool:
     return isinstance(value, str) and bool(value) and (
         value in (str(data), data.name) or value.endswith("/" + data.name))
@@ -294,6 +348,10 @@ def adapt(source: str, data: Path, features: int) -> Adapted:
                       "loop (no `for epoch in ...` loop was found); until then the harness kills it at budget + grace")
     if "save" not in done:
         manual.append("save the trained model: add torch.save(model.state_dict(), 'model.pt') after training")
+    for where in fitted_outside(tree):
+        manual.append(f"{where} fits preprocessing outside the model: the scorer feeds the exported model the raw "
+                      "columns, so this scaling never reaches it and the score is wrong (often below chance). Move "
+                      "it into forward: register the fitted constants as buffers and apply them there")
     future = max((n.end_lineno for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"),
                  default=0)
     body_lines = body.splitlines(keepends=True)
@@ -315,14 +373,14 @@ def seeded_constant(call: ast.Call) -> ast.Constant | None:
 
 
 def program_text(repo: Path, script: Path, metric: str, direction: str, evaluator: str, options: dict,
-                 budget: float | None) -> str:
+                 budget: float | None, code: list[str] = ()) -> str:
     """program.md for the adopted task; the sandbox, verdict and budget settings already there are kept."""
     current = config.load(repo / "program.md")
     previous = yaml.safe_load(config.split_front_matter((repo / "program.md").read_text(), "program.md")[0])
     front = {
         "task": {"metric": metric, "direction": direction, "evaluator": evaluator, "train_file": "train.py",
                  "budget_seconds": budget or current.task.budget_seconds, "grace_seconds": current.task.grace_seconds,
-                 "seed": current.task.seed, "options": options},
+                 "seed": current.task.seed, "options": options, **({"code": list(code)} if code else {})},
         **{k: previous[k] for k in ("sandbox", "verdict", "budget") if k in previous},
         "phases": PHASES,
         "current_phase": PHASES[0]["name"],
@@ -334,9 +392,9 @@ def program_text(repo: Path, script: Path, metric: str, direction: str, evaluato
     return text
 
 
-def commit(repo: Path, message: str) -> str:
+def commit(repo: Path, message: str, code: list[str] = ()) -> str:
     r = history.open_repo(repo)
-    r.index.add(["train.py", "program.md"])
+    r.index.add(["train.py", "program.md", *code])
     return r.index.commit(message, author=history.HARNESS, committer=history.HARNESS).hexsha
 
 
@@ -374,16 +432,24 @@ def adopt(repo: Path, script: Path, metric: str, direction: str, data: Path, tar
     blobs, manifest = tabular.split_table(header, rows, column, str(data.resolve()))
     manifest["hidden"] = hidden([data])  # the table's rows are the held-out ones too: training must not see it
     adapted = adapt(source, data, len(header) - 1)
+    code = sibling_code(script)
+    check_code(repo, script, code)
     options = {"metric": name, "target": header[column]}
-    program = program_text(repo, script, metric, direction, "eval.scoring.tabular:score", options, budget)
+    program = program_text(repo, script, metric, direction, "eval.scoring.tabular:score", options, budget, code)
 
     freeze(repo / "data", blobs, manifest, force)
+    for rel in code:
+        copy = shutil.copytree if (script.parent / rel).is_dir() else shutil.copyfile
+        copy(script.parent / rel, repo / rel, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                                   if copy is shutil.copytree else {}))
     (repo / "train.py").write_text(adapted.text)
     (repo / "program.md").write_text(program)
     edits = "".join(f"- {e}\n" for e in adapted.edits)
     sha = commit(repo, f"adopt {script.name}: {metric} ({direction}) on {data.name}\n\n"
-                       f"Original: {script} (sha256 {sha256(source.encode())})\nEdits besides the shim:\n{edits}")
-    say(report(script, data, manifest, adapted, sha))
+                       f"Original: {script} (sha256 {sha256(source.encode())})\nEdits besides the shim:\n{edits}"
+                       + (f"Project code (task.code, read-only in the sandbox): {', '.join(code)}\n" if code else ""),
+                 code)
+    say(report(script, data, manifest, adapted, sha, code))
     if not baseline:
         return 0
     from eval import experiment  # the sandbox and plotting stack: only a baseline needs it
@@ -399,12 +465,14 @@ def adopt(repo: Path, script: Path, metric: str, direction: str, data: Path, tar
     return 3
 
 
-def report(script: Path, data: Path, manifest: dict, adapted: Adapted, sha: str) -> str:
+def report(script: Path, data: Path, manifest: dict, adapted: Adapted, sha: str, code: list[str] = ()) -> str:
     split = ", ".join(f"{k} {v['rows']}" for k, v in manifest["splits"].items())
     lines = [f"adopt: {script} -> train.py (committed {sha[:10]}; the original is untouched)",
              f"data: {data} -> data/ (rows: {split}; target {manifest['target']!r}; manifest {manifest['hash'][:12]})",
              "edits:", *[f"  {e}" for e in adapted.edits or ["(none)"]],
              "  the shim in front seeds the run and exports the model saved with torch.save"]
+    if code:
+        lines.append(f"project code: {', '.join(code)} copied in as task.code (importable, read-only in the sandbox)")
     if adapted.manual:
         lines += ["still to do by hand (the baseline will show whether they matter):",
                   *[f"  - {m}" for m in adapted.manual]]

@@ -107,8 +107,7 @@ def retrain(repo: Path, program: config.Program, chosen: dict[str, dict], unsafe
             trial[1].mkdir(parents=True)
             say(f"[confirm] retraining the {label} {row['id']} ({row['commit'][:10]}), {i} of {n}, seed {seed}")
             with tempfile.TemporaryDirectory() as tmp:
-                source = Path(tmp) / "train.py"
-                source.write_bytes(history.source_at(repo, row["commit"]))
+                source = history.write_version(repo, row["commit"], program.task.editable, Path(tmp))
                 m = run_trial(repo, program, trial, source, f"confirm: retrain of {row['id']}", seed=seed,
                               unsafe=unsafe, echo=lambda _: None)
             if m["outcome"] != "ok":

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from eval import config, heldout
-from eval.data import DataError, load_manifest
+from eval.data import ARTIFACTS, DataError, load_manifest
 from eval.record.text import visible
+from eval.trial import project_code
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
 from sandbox.job import SANDBOX_ENV, Job, Mask, Mount, SandboxFailed, SandboxUnavailable
@@ -35,7 +36,10 @@ OUTPUT_CAP = 64_000  # characters printed; Claude Code would cut a longer output
 
 def python_job(repo: Path, program: config.Program, args: list[str], masks: tuple[Mask, ...]) -> Job:
     """The job: `python ARGS` in /code, seeing what SHOWN names and the runtime with `masks` applied."""
-    shown = [name for name in SHOWN if (repo / name).is_file()] + [d for d in SHOWN_DIRS if (repo / d).is_dir()]
+    task = program.task
+    files = dict.fromkeys((*SHOWN, *task.editable))  # the editable files the agent works on, then task.code
+    shown = [name for name in files if (repo / name).is_file()] + [d for d in SHOWN_DIRS if (repo / d).is_dir()]
+    shown += [rel for rel in (*task.code, f"data/{ARTIFACTS}") if (repo / rel).exists() and rel not in shown]
     sealed = tuple(Mask(f"{CODE}/{name}") for name in SEALED if (repo / name).is_dir())
     seq_len = program.task.options.get("seq_len")
     return Job(
@@ -76,7 +80,8 @@ def run(repo: Path, args: list[str]) -> int:
     program = config.load(repo / "program.md")
     data_dir = repo / "data"
     backend = select_backend(unsafe=False)  # never unconfined: this is the agent's code
-    masks = heldout.ensure(data_dir, load_manifest(data_dir), backend, say=lambda s: print(s, file=sys.stderr))
+    masks = heldout.ensure(data_dir, load_manifest(data_dir), backend, say=lambda s: print(s, file=sys.stderr),
+                           code=project_code(repo, program.task))
     printer = Printer()
     result = backend.run(python_job(repo, program, args, masks), printer)
     printer.close()

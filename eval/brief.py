@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.config import Budget
+from eval.config import Budget, Task
 from eval.record import ledger
 from eval.record.scratchpad import open_hypotheses
 from eval.record.text import value
@@ -43,3 +43,10 @@ def budget_text(rows: list[dict], budget: Budget, hours: float | None) -> str:
     clock = "the clock starts with the first experiment" if hours is None else f"{hours:.1f} of {budget.hours:g} h used"
     left = max(0, budget.experiments - len(rows))
     return f"{len(rows)} of {budget.experiments} experiments done, {left} left; {clock}"
+
+
+def files_text(task: Task) -> str:
+    """Which files the agent edits (program.md task.editable) and which project code it only reads (task.code)."""
+    code = f"; read-only project code beside it: {', '.join(task.code)} (task.code)" if task.code else ""
+    return (f"Editable: {', '.join(task.editable)} (task.editable) and scratchpad.md{code}. "
+            "./run.sh check is a dry run of seconds (imports, a few steps, the export, the evaluator; no score).")

@@ -7,8 +7,9 @@ hook call reads it again, and a broken edit is reported with the field that is w
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from eval.record.runs import atomic_write
 from sandbox.job import Limits
@@ -20,6 +21,8 @@ CACHE_FILE = Path(__file__).parent / "__pycache__" / "program-front-matter.json"
 
 TASK_DEFAULTS = {
     "train_file": "train.py",
+    "code": [],
+    "editable": ["train.py"],
     "grace_seconds": 15,
     "seed": 1337,
     "cpu_budget_seconds": None,
@@ -30,6 +33,13 @@ VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0, "p
                     "compute_tolerance": 0.15}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
+
+
+# What task.code and task.editable may not name: the harness, its records and the held-out data.
+HARNESS_OWNED = ("eval", "hooks", "sandbox", "commands", "replay", "loop", "tests", "benchmarks", "data", "runs",
+                 "sessions", ".git", ".claude", ".venv", "program.md", "run.sh", "pyproject.toml", "scratchpad.md")
+# Names a run dir already uses: an editable file is snapshotted at runs/<id>/<path>.
+RUN_DIR_NAMES = ("out", "score_in", "train.log", "metrics.json", "score.json", "verdict.json", "best")
 
 
 class ConfigError(ValueError):
@@ -47,6 +57,8 @@ class Task:
     seed: int
     cpu_budget_seconds: float | None = None  # a compute budget (eval/clock.py); None: the wall budget alone
     options: dict = field(default_factory=dict)
+    code: tuple[str, ...] = ()  # read-only project files and folders, mounted at /code/<path> beside train.py
+    editable: tuple[str, ...] = ("train.py",)  # what the agent may edit: snapshotted per run, kept or discarded in git
 
 
 @dataclass(frozen=True)
@@ -142,12 +154,42 @@ def build(data: dict, body: str, source: str) -> Program:
         raise ConfigError(f"{source}: phases: names must be unique, got {names}")
     if data["current_phase"] not in names:
         raise ConfigError(f"{source}: current_phase: '{data['current_phase']}' is not one of {names}")
-    task = Task(**{**TASK_DEFAULTS, **data["task"]})
+    task_data = {**TASK_DEFAULTS, **data["task"]}
+    task = Task(**{**task_data, "code": tuple(task_data["code"]), "editable": tuple(task_data["editable"])})
+    check_files(task, source)
     limits = Limits(**{**SANDBOX_DEFAULTS, **data.get("sandbox", {})})
     current = phases[names.index(data["current_phase"])]
     verdict = VerdictRule(**{**VERDICT_DEFAULTS, **data.get("verdict", {})})
     budget = Budget(**{**BUDGET_DEFAULTS, **data.get("budget", {})})
     return Program(task, limits, phases, current, body, verdict, budget)
+
+
+def project_path(path: str, key: str, source: str) -> str:
+    """A path of the project, relative and normalised; refused when it names the harness or leaves the repo."""
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or ".." in parts or "." in parts or path != "/".join(parts):
+        raise ConfigError(f"{source}: {key}: '{path}' must be a plain relative path inside the repository "
+                          "(no '/', '.' or '..' at its start, no trailing '/')")
+    if parts[0] in HARNESS_OWNED or parts[0].startswith("."):
+        raise ConfigError(f"{source}: {key}: '{path}' is the harness's or hidden ({parts[0]}); list your project's "
+                          "own files and folders")
+    return path
+
+
+def check_files(task: Task, source: str) -> None:
+    """task.code and task.editable: project paths, train.py editable, no file in both, no clash with runs/<id>/."""
+    for key, paths in (("task.code", task.code), ("task.editable", task.editable)):
+        for path in paths:
+            project_path(path, key, source)
+    if "train.py" not in task.editable:
+        raise ConfigError(f"{source}: task.editable must include train.py, the entry point every run starts")
+    for path in task.editable:
+        if PurePosixPath(path).parts[0] in RUN_DIR_NAMES or re.fullmatch(r"[sbc]\d+", PurePosixPath(path).parts[0]):
+            raise ConfigError(f"{source}: task.editable: '{path}' clashes with a name in runs/<id>/; rename it")
+        inside = [c for c in task.code if PurePosixPath(path).is_relative_to(c)]
+        if inside:
+            raise ConfigError(f"{source}: task.editable: '{path}' lies inside task.code '{inside[0]}', which is "
+                              "mounted read-only; list the folder's other files in task.code instead")
 
 
 def parse(text: str, source: str = "program.md") -> Program:

@@ -16,12 +16,16 @@ text came from (`hidden`), and eval/heldout.py hides that and proves it hidden.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 import sysconfig
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.record.runs import atomic_write
+from eval.scoring import tokens
 
 SPLITS = {"train": 900, "val": 950, "test": 1000}  # --corpus: cumulative per-mille of files, by path hash
 # The default corpus: the stdlib packages its held-out files come from, hidden from training
@@ -32,6 +36,23 @@ MIN_HELDOUT_BYTES = 256 * 1024  # per held-out split of the default corpus: 4x w
 SEPARATOR = b"\x00"
 SKIP_PARTS = {"site-packages", "__pycache__", ".git"}
 MANIFEST = "manifest.json"
+ARTIFACTS = "artifacts"  # data/artifacts/: what was built from the training split alone, frozen with the splits
+
+
+@dataclass(frozen=True)
+class Builder:
+    """What builds the frozen artifacts from the training split alone: (train bytes, the manifest's hidden)
+    -> {file name: bytes}. The name goes into the manifest (built_by)."""
+
+    name: str
+    build: Callable[[bytes, dict], dict[str, bytes]]
+
+
+def word_vocabulary(train: bytes, _hidden: dict) -> dict[str, bytes]:
+    return {tokens.VOCAB: "\n".join(tokens.build_vocab(train.decode("utf-8", "replace"))).encode()}
+
+
+BUILDERS = {"words": Builder("words", word_vocabulary)}  # prepare --vocab NAME; --artifacts SCRIPT: eval/artifacts.py
 
 
 class DataError(RuntimeError):
@@ -79,12 +100,14 @@ def build_splits(root: Path, pattern: str, rule=split_of) -> dict[str, list[tupl
         splits[rule(rel)].append((rel, content))
     empty = [name for name, docs in splits.items() if not docs]
     if empty:
-        raise DataError(f"corpus {root} is too small: no files landed in split(s) {empty}; give more files")
+        raise DataError(f"corpus {root} is too small: no files landed in split(s) {empty}; give more files, or "
+                        "freeze a dataset that comes split as it is: ./run.sh prepare --split train=P,val=P,test=P")
     return splits
 
 
 def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs: dict[str, bytes],
-                 held_out_from: dict) -> dict:
+                 held_out_from: dict, artifacts: dict[str, bytes] | None = None, builder: str = "") -> dict:
+    """The splits' account (and the artifacts', which the hash covers too: a run is tied to its vocabulary)."""
     entries = {
         name: {
             "file": f"{name}.bin",
@@ -94,12 +117,18 @@ def manifest_for(splits: dict[str, list[tuple[str, bytes]]], source: str, blobs:
         }
         for name, docs in splits.items()
     }
-    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-    return {"source": source, "separator": "NUL", "splits": entries, "hash": digest, "hidden": held_out_from}
+    built = {name: {"file": f"{ARTIFACTS}/{name}", "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+                    "built_by": builder} for name, blob in (artifacts or {}).items()}
+    hashed = {**entries, ARTIFACTS: built} if built else entries  # data frozen before artifacts keeps its hash
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+    manifest = {"source": source, "separator": "NUL", "splits": entries, "hash": digest, "hidden": held_out_from}
+    return {**manifest, "artifacts": built} if built else manifest
 
 
-def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", force: bool = False) -> dict:
-    """Freeze the corpus under data_dir; return the manifest. Idempotent for the same corpus."""
+def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", force: bool = False,
+            build: Builder | None = None) -> dict:
+    """Freeze the corpus under data_dir; return the manifest. Idempotent for the same corpus.
+    build: what builds artifacts from the training split (a vocabulary), frozen with the splits."""
     root = corpus or default_corpus()
     if not root.is_dir():
         raise DataError(f"corpus directory {root} does not exist")
@@ -110,8 +139,43 @@ def prepare(data_dir: Path, corpus: Path | None = None, pattern: str = "*", forc
         source = f"python-stdlib {sys.version.split()[0]}"
     else:
         splits, held_out_from, source = build_splits(root, pattern), hidden([root]), f"corpus {root.resolve()}"
+    return freeze_splits(data_dir, splits, source, held_out_from, force, build)
+
+
+def freeze_splits(data_dir: Path, splits: dict[str, list[tuple[str, bytes]]], source: str, held_out_from: dict,
+                  force: bool, build: Builder | None) -> dict:
     blobs = {name: SEPARATOR.join(content for _, content in docs) for name, docs in splits.items()}
-    return freeze(data_dir, blobs, manifest_for(splits, source, blobs, held_out_from), force)
+    artifacts = build.build(blobs["train"], held_out_from) if build else {}
+    manifest = manifest_for(splits, source, blobs, held_out_from, artifacts, build.name if build else "")
+    return freeze(data_dir, {**blobs, **{f"{ARTIFACTS}/{n}": b for n, b in artifacts.items()}}, manifest, force)
+
+
+def split_files(root: Path) -> list[tuple[str, bytes]]:
+    """One split of the dataset's own: a file as it is, or a folder's text files (by path; binary ones skipped)."""
+    if root.is_file():
+        return [(root.name, root.read_bytes())]
+    docs = [(f.relative_to(root).as_posix(), f.read_bytes()) for f in corpus_files(root, "*")]
+    return [(rel, content) for rel, content in docs if SEPARATOR not in content]
+
+
+def prepare_split(data_dir: Path, paths: dict[str, Path], force: bool = False, build: Builder | None = None) -> dict:
+    """Freeze the dataset's own split (train=, val=, test=: files or folders) as it is; val and test are
+    the held-out sources the training sandbox hides. Idempotent for the same files."""
+    if sorted(paths) != sorted(SPLITS):
+        raise DataError(f"--split needs exactly {', '.join(f'{n}=PATH' for n in SPLITS)}; got {', '.join(paths)}")
+    real = {name: Path(p).resolve() for name, p in paths.items()}
+    for name, path in real.items():
+        if not path.exists():
+            raise DataError(f"--split {name}={paths[name]}: no such file or folder")
+    for (a, pa), (b, pb) in itertools.combinations(real.items(), 2):
+        if pa == pb or pa.is_relative_to(pb) or pb.is_relative_to(pa):
+            raise DataError(f"--split: {a}={paths[a]} and {b}={paths[b]} overlap: each split needs files of its own")
+    splits = {name: split_files(real[name]) for name in SPLITS}
+    empty = [name for name, docs in splits.items() if not any(content for _, content in docs)]
+    if empty:
+        raise DataError(f"--split: no text in {', '.join(f'{n}={paths[n]}' for n in empty)}")
+    source = "split " + ",".join(f"{name}={real[name]}" for name in SPLITS)
+    return freeze_splits(data_dir, splits, source, hidden([real["val"], real["test"]]), force, build)
 
 
 def check_hideable(root: Path, packages: list[Path], splits: dict[str, list[tuple[str, bytes]]]) -> None:
@@ -151,8 +215,9 @@ def freeze(data_dir: Path, blobs: dict[str, bytes], manifest: dict, force: bool 
             " the same data: keep it, or move data/ away (or pass --force) to replace it."
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, blob in blobs.items():
-        atomic_write(data_dir / f"{name}.bin", blob)
+    for name, blob in blobs.items():  # a split as <name>.bin, an artifact at its path under artifacts/
+        (data_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(data_dir / (name if name.startswith(f"{ARTIFACTS}/") else f"{name}.bin"), blob)
     write_manifest(data_dir, manifest)  # last: a manifest means the splits are complete
     return manifest
 
@@ -164,7 +229,7 @@ def write_manifest(data_dir: Path, manifest: dict) -> None:
 def verify(data_dir: Path, manifest: dict) -> list[str]:
     """Return the problems found when checking the frozen files against the manifest."""
     problems = []
-    for _name, entry in manifest["splits"].items():
+    for entry in [*manifest["splits"].values(), *manifest.get("artifacts", {}).values()]:
         path = data_dir / entry["file"]
         if not path.exists():
             problems.append(f"{path} is missing")

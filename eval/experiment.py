@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import config, rules, verdict
-from eval.record import history, ledger, morning, page, plot
+from eval.record import history, ledger, morning, page, plot, tasks
 from eval.record.runs import (
     RUNNING,
     RUNS,
@@ -62,7 +62,7 @@ def exclusive(repo: Path):
         yield
 
 
-BEST_SOURCE = "best.py"  # runs/<id>/best.py: the best's train.py, as its reruns beside the candidate ran it
+BEST_SOURCE = "best"  # runs/<id>/best/: the best's editable files, as its reruns beside the candidate ran them
 MORE_PAIRS = 1.0  # pairs run again for want of comparable compute, at most this fraction of verdict.seeds more
 
 
@@ -227,13 +227,15 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         d = decide(repo, run_id, program)
         write_json(path, d)
     subject, body = commit_message(d)
-    candidate = run_dir / "train.py"
+    candidate, editable, best = run_dir / "train.py", program.task.editable, d["best_id"] is not None
     if d["status"] == "keep":
-        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body), None
-    elif candidate.exists():
-        d["diff_ref"], d["commit"] = history.discard(repo, run_id, candidate, subject), history.head(repo)
+        d["commit"], d["diff_ref"] = history.keep(repo, run_id, candidate, subject, body, editable), None
+    elif all((run_dir / rel).exists() for rel in editable):  # restored only to a best: before one, files stay
+        d["diff_ref"] = history.discard(repo, run_id, candidate, subject, editable, restore=best)
+        d["commit"] = history.head(repo)
     else:  # killed before the snapshot: nothing ran, nothing to keep
-        history.restore_best(repo)
+        if best:
+            history.restore_best(repo, editable)
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
@@ -292,12 +294,13 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
     if why:
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
-    history.check(repo)
+    history.check(repo, task.editable)
     with exclusive(repo):
         recover(repo, say)
+        if moved := tasks.switch(repo, task_identity(repo, task), ledger.read(repo)):
+            say(moved)
         _, best = best_samples(ledger.read(repo), task.direction)
         run_id, run_dir = new_run_dir(repo / RUNS)
-        best_py = run_dir / BEST_SOURCE
 
         def trial(arm: str, k: int, seed: int) -> dict:
             """Trial k of the candidate (arm s) or of the best's rerun (arm b), measured and summarised."""
@@ -305,11 +308,13 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
                 where, source = (run_id, run_dir), repo / task.train_file
                 announce(repo, run_id, 1, rule.seeds if best is None and rule.rule == "noise" else None, budget)
             else:
-                where, source = trial_dir(run_dir, k, arm), best_py if arm == "b" else run_dir / "train.py"
+                where, source = trial_dir(run_dir, k, arm), run_dir / "train.py"
                 where[1].mkdir()
                 announce(repo, where[0], k, None, budget)
-            if arm == "b" and not best_py.exists():
-                best_py.write_bytes(history.best_source(repo))
+            if arm == "b":
+                source = run_dir / BEST_SOURCE / "train.py"
+                if not source.exists():
+                    history.write_version(repo, "HEAD", task.editable, run_dir / BEST_SOURCE)
             m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe)
             say(summary(m))
             return m
@@ -392,6 +397,12 @@ def pair_rounds(rule: config.VerdictRule, runs: list[dict], seeds: list[int], tr
     return ran
 
 
+def task_identity(repo: Path, task: config.Task) -> dict:
+    """The task a result belongs to: program.md's metric, direction and evaluator, and the frozen data."""
+    manifest = read_json(repo / "data" / "manifest.json") or {}
+    return tasks.identity(task.metric, task.direction, task.evaluator, manifest.get("hash"))
+
+
 def announce(repo: Path, trial_id: str, seed: int, of: int | None, budget: float) -> None:
     """runs/running.json: which trial runs now and since when, for the status line (of: None while unknown).
     A run that dies leaves it behind; the status line ignores it once the process that wrote it is gone."""
@@ -427,6 +438,10 @@ def verdict_text(d: dict) -> str:
         lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"]))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
+    elif d["best_id"] is None:
+        copy = f"; a copy is {d['diff_ref']}" if d["diff_ref"] else ""
+        lines.append(f"train.py: left as it ran: no version is kept yet, so there is none to restore{copy}. "
+                     "Fix it and run again: the first kept run is the baseline.")
     else:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")

@@ -111,10 +111,15 @@ def masks(manifest: dict, mounts: list[Mount] | None = None) -> tuple[Mask, ...]
     return tuple(out[t] for t in sorted(out))
 
 
-def environment(manifest: dict, backend: str) -> dict:
-    """What the sandbox shows: the backend, the runtime mounts, the masks, and when each package dir last changed
-    (installing a package changes it: a vendored copy of held-out text could come with it)."""
-    mounts = runtime_mounts()
+def shown(code: list[Mount] = ()) -> list[Mount]:
+    """What a training sandbox shows of the host besides its own files: the runtime, and the project's task.code."""
+    return [*runtime_mounts(), *code]
+
+
+def environment(manifest: dict, backend: str, code: list[Mount] = ()) -> dict:
+    """What the sandbox shows: the backend, the runtime mounts and task.code, the masks, and when each package dir
+    last changed (installing a package changes it: a vendored copy of held-out text could come with it)."""
+    mounts = shown(code)
     packages = sorted({str(p) for m in mounts for pattern in PACKAGE_DIRS for p in Path(m.host).glob(pattern)})
     return {"backend": backend, "mounts": [[str(m.host), m.target] for m in mounts],
             "masks": [[m.target, m.directory] for m in masks(manifest, mounts)],
@@ -127,12 +132,13 @@ def check_key(manifest: dict, env: dict) -> str:
     return hashlib.sha256(json.dumps([manifest["hash"], env, rules]).encode()).hexdigest()
 
 
-def scan_job(data_dir: Path, job_masks: tuple[Mask, ...]) -> Job:
-    """eval/scan.py in a training sandbox: the runtime mounts, the training split and the masks of a training job."""
+def scan_job(data_dir: Path, job_masks: tuple[Mask, ...], code: list[Mount] = ()) -> Job:
+    """eval/scan.py in a training sandbox: the runtime mounts, the training split, task.code and the masks of a
+    training job."""
     return Job(
         argv=[python_executable(), "/harness/scan.py", "/harness/fingerprints.json"],
         mounts=[Mount(data_dir / "train.bin", TRAIN_DATA), Mount(SCANNER, "/harness/scan.py"),
-                Mount(data_dir / FINGERPRINTS, "/harness/fingerprints.json")],
+                Mount(data_dir / FINGERPRINTS, "/harness/fingerprints.json"), *code],
         env=SANDBOX_ENV,
         timeout_s=SCAN_SECONDS,
         limits=SCAN_LIMITS,
@@ -162,13 +168,14 @@ def judge(prints: list[tuple[str, int, str]], found: dict[str, list[int]]) -> di
             "files": files}
 
 
-def run_check(data_dir: Path, manifest: dict, backend, job: Job | None = None) -> dict:
+def run_check(data_dir: Path, manifest: dict, backend, job: Job | None = None, code: list[Mount] = ()) -> dict:
     """Scan a training sandbox of this backend for the held-out splits; store and return the result.
 
     job: the scan job, by default scan_job() of this data (a test widens it to show more).
+    code: the mounts of program.md's task.code, which training jobs show too.
     """
     t0 = time.monotonic()
-    env = environment(manifest, backend.name)
+    env = environment(manifest, backend.name, code)
     prints = fingerprints(data_dir, manifest)
     result = {"key": check_key(manifest, env), "time": datetime.now(UTC).isoformat(timespec="seconds"),
               "manifest": manifest["hash"], "environment": env}
@@ -178,7 +185,7 @@ def run_check(data_dir: Path, manifest: dict, backend, job: Job | None = None) -
     else:
         (data_dir / FINGERPRINTS).write_text(json.dumps([[crc, sha] for _, crc, sha in prints]))
         output = bytearray()
-        job = job or scan_job(data_dir, masks(manifest))
+        job = job or scan_job(data_dir, masks(manifest, shown(code)), code)
         outcome = backend.run(job, lambda chunk: output.extend(chunk[:2**20]))
         parsed = parse(bytes(output))
         if parsed is None:
@@ -216,8 +223,9 @@ def refusal(result: dict, data_dir: Path) -> str:
             "then run ./run.sh prepare to check again.")
 
 
-def ensure(data_dir: Path, manifest: dict, backend, say=print) -> tuple[Mask, ...]:
-    """The masks of a training job, once this sandbox environment is proven to show no held-out text.
+def ensure(data_dir: Path, manifest: dict, backend, say=print, code: list[Mount] = ()) -> tuple[Mask, ...]:
+    """The masks of a training job, once this sandbox environment (the runtime, task.code's mounts) is proven
+    to show no held-out text.
 
     The unsafe backend hides nothing: it is said plainly, and training goes on unmasked.
     """
@@ -226,7 +234,7 @@ def ensure(data_dir: Path, manifest: dict, backend, say=print) -> tuple[Mask, ..
             f"held-out splits in {data_dir} and their sources {held_out_from(manifest)['paths']} included: "
             "nothing is hidden, and the score is no evidence of held-out performance")
         return ()
-    key = check_key(manifest, environment(manifest, backend.name))
+    key = check_key(manifest, environment(manifest, backend.name, code))
     stored = read_json(data_dir / RESULT)
     if (stored is None or stored.get("key") != key) and (passed := read_json(CACHE / f"{key}.json")):
         say(f"[harness] held-out check: passed on {passed['time']} on this machine for the same data and sandbox "
@@ -236,8 +244,8 @@ def ensure(data_dir: Path, manifest: dict, backend, say=print) -> tuple[Mask, ..
     if stored is None or stored.get("key") != key:
         say(f"[harness] checking that no held-out text is readable in the {backend.name} training sandbox: "
             "a scan of its whole filesystem, once for this data and sandbox (minutes)")
-        stored = run_check(data_dir, manifest, backend)
+        stored = run_check(data_dir, manifest, backend, code=code)
         say(summary(stored))
     if not stored["passed"]:
         raise HeldoutVisible(refusal(stored, data_dir))
-    return masks(manifest)
+    return masks(manifest, shown(code))

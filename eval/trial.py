@@ -23,6 +23,7 @@ from typing import Protocol
 
 from eval import compute, config, heldout
 from eval.clock import START_CAP_S, Clock
+from eval.data import ARTIFACTS as ARTIFACTS_DIR  # in data/: what prepare built from the training split
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.logsink import LogSink
@@ -46,6 +47,8 @@ LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is impo
 ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
 KEPT_LIST = 1000  # the longest list of numbers kept (per-fold values)
+CODE = "/code"  # where train.py, the other editable files and task.code are, at their relative paths
+ARTIFACTS = "/data/artifacts"  # where training and scoring see them, read-only
 
 
 class Measure(Protocol):
@@ -56,16 +59,20 @@ class Measure(Protocol):
 
 
 def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int,
-                 masks: tuple[Mask, ...] | None = None) -> Job:
+                 masks: tuple[Mask, ...] | None = None, repo: Path | None = None) -> Job:
     """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop.
-    masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out."""
-    task = program.task
+    masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out.
+    repo: where task.code is read from (by default data_dir's parent, the repository)."""
+    task, repo = program.task, repo or data_dir.parent
+    code = code_mounts(repo, task, run_dir)
+    manifest = load_manifest(data_dir)
     return Job(
         argv=[python_executable(), "/harness/launch.py", "/code/train.py"],
         mounts=[Mount(run_dir / "train.py", "/code/train.py"), Mount(data_dir / "train.bin", heldout.TRAIN_DATA),
-                Mount(LAUNCHER, "/harness/launch.py")],
+                Mount(LAUNCHER, "/harness/launch.py"), *artifact_mounts(data_dir, manifest), *code[1:]],
         env={**SANDBOX_ENV, **OWN_LOGS_ENV, "AUTORESEARCH_SEED": str(seed), "AUTORESEARCH_BUDGET_S": str(budget),
              "AUTORESEARCH_DATA": heldout.TRAIN_DATA, "AUTORESEARCH_OUT": "/out",
+             **({"AUTORESEARCH_ARTIFACTS": ARTIFACTS} if manifest.get("artifacts") else {}),
              **({"AUTORESEARCH_SEQ_LEN": str(task.options["seq_len"])} if "seq_len" in task.options else {}),
              **({"AUTORESEARCH_CPU_BUDGET_S": str(task.cpu_budget_seconds)} if task.cpu_budget_seconds else {})},
         timeout_s=START_CAP_S + budget + task.grace_seconds,
@@ -74,24 +81,73 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         workdir="/out",
         gpu=has_gpu(),
         owner=str(run_dir.resolve()),
-        masks=heldout.masks(load_manifest(data_dir)) if masks is None else masks,
+        masks=heldout.masks(manifest, heldout.shown(project_code(repo, task))) if masks is None else masks,
     )
 
 
+def code_mounts(repo: Path, task: config.Task, run_dir: Path) -> list[Mount]:
+    """The code a run sees at /code: the editable files from the run's snapshot (train.py first), then
+    task.code read-only from the repository, each at its relative path, so train.py imports them."""
+    editable = ["train.py", *(rel for rel in task.editable if rel != "train.py")]
+    return [*(Mount(run_dir / rel, f"{CODE}/{rel}") for rel in editable), *project_code(repo, task)]
+
+
+def project_code(repo: Path, task: config.Task) -> list[Mount]:
+    """task.code: the project's own modules and folders, read-only, beside train.py (the agent cannot edit them)."""
+    return [Mount(repo / rel, f"{CODE}/{rel}") for rel in task.code]
+
+
+def artifact_mounts(data_dir: Path, manifest: dict) -> list[Mount]:
+    """The frozen artifacts built from the training split (a vocabulary), read-only, when the data has them."""
+    return [Mount(data_dir / ARTIFACTS_DIR, ARTIFACTS)] if manifest.get("artifacts") else []
+
+
+def snapshot(task: config.Task, source_dir: Path, run_dir: Path) -> None:
+    """Copy the editable files as they are now into the run dir: what ran is what is kept or discarded."""
+    if missing := [rel for rel in task.editable if not (source_dir / rel).is_file()]:
+        raise config.ConfigError(f"program.md: task.editable names {', '.join(missing)}, not a file in {source_dir}")
+    for rel in task.editable:
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        if (source_dir / rel).resolve() != (run_dir / rel).resolve():
+            shutil.copyfile(source_dir / rel, run_dir / rel)
+
+
+def missing_code(repo: Path, task: config.Task) -> list[str]:
+    return [rel for rel in task.code if not (repo / rel).exists()]
+
+
+def code_sha256(mounts: list[Mount]) -> str:
+    """One hash of every file the run saw at /code (path and bytes): says what code a run ran with."""
+    digest = hashlib.sha256()
+    for m in mounts:
+        files = [m.host] if m.host.is_file() else sorted(
+            f for f in m.host.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+        for f in files:
+            name = m.target if f == m.host else f"{m.target}/{f.relative_to(m.host).as_posix()}"
+            digest.update(f"{name}\0{f.stat().st_size}\0".encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
-              extra: tuple[str, ...] = ()) -> Job:
+              extra: tuple[str, ...] = (), artifacts: Path | None = None) -> Job:
     """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
 
     Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out. The
     result line starts with `token` (parse_score), a secret of the harness the model cannot print.
+    artifacts: what was frozen from the training split (a vocabulary), by default the split's
+    data/artifacts/ when it exists; the evaluator finds it at options["artifacts"].
     """
     task = program.task
     secret = f"/data/{secrets.token_hex(16)}/{split.name}"  # a path no exported program can know in advance
+    artifacts = artifacts or split.parent / ARTIFACTS_DIR
+    shared = [Mount(artifacts, ARTIFACTS)] if artifacts.is_dir() else []
+    options = {**task.options, **({"artifacts": ARTIFACTS} if shared else {})}
     return Job(
         argv=[python_executable(), "-m", "eval.scoring.score", "--evaluator", task.evaluator, "--model",
-              "/in/model.pt2", "--data", secret, "--options", json.dumps(task.options),
+              "/in/model.pt2", "--data", secret, "--options", json.dumps(options),
               "--score-seconds", str(program.limits.score_seconds), "--token", token, *extra],
-        mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret)],
+        mounts=[Mount(HARNESS / "eval" / "scoring", "/harness/eval/scoring"), model, Mount(split, secret), *shared],
         env={**SANDBOX_ENV, "PYTHONPATH": "/harness"},
         timeout_s=timeout_s,
         limits=program.limits,
@@ -214,13 +270,16 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     manifest = load_manifest(data_dir)
     backend = select_backend(unsafe)
     say = echo or (lambda s: print(s, flush=True))
-    masks = heldout.ensure(data_dir, manifest, backend, say)  # refuses while held-out text is visible there
     task = program.task
+    if missing := missing_code(repo, task):
+        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
+    masks = heldout.ensure(data_dir, manifest, backend, say, project_code(repo, task))
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed
     run_id, run_dir = trial or new_run_dir(repo / RUNS)
-    shutil.copyfile(source or repo / task.train_file, run_dir / "train.py")
+    snapshot(task, (source or repo / task.train_file).parent, run_dir)
     train_sha = hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest()
+    code = code_mounts(repo, task, run_dir)
     say(f"[{run_id}] training {task.train_file} ({backend.name} sandbox, budget {budget:g}s, seed {seed}); "
         f"its output goes to {trial_path(run_id)}/train.log")
 
@@ -244,7 +303,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
                     clock.started(control)
 
                 try:
-                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks),
+                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks, repo),
                                         beat.sink(clock.watch(sink)), started)
                 finally:
                     clock.finish()
@@ -303,6 +362,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         reason=reason,
         log_tail=log_tail,
         reported=read_reported(run_dir / "out"),
+        code_sha256=code_sha256(code),
     )
     metrics_file.write(run_dir, metrics)
     return metrics

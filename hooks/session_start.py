@@ -37,7 +37,7 @@ def recent_rows(rows: list[dict]) -> list[str]:
 
 def context(repo: Path, source: str) -> str:
     from eval import config
-    from eval.brief import best_text, budget_text
+    from eval.brief import best_text, budget_text, files_text
     from eval.record import ledger
     from eval.record.scratchpad import open_hypotheses
     from eval.rules import hours_since_start
@@ -54,6 +54,7 @@ def context(repo: Path, source: str) -> str:
         lines += [
             f"Phase: {phase.name}. {phase.instructions}",
             f"Metric: {task.metric} ({task.direction}).",
+            files_text(task),
             f"Budget: {budget_text(rows, program.budget, hours_since_start(rows, datetime.now(UTC)))}.",
         ]
         if rows:

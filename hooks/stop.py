@@ -54,6 +54,7 @@ def reason_to_go_on(repo: Path, now: datetime) -> str | None:
             "No human is waiting for an answer.",
             f"Best so far: {brief.best_text(rows, task.metric, task.direction)}.",
             f"Phase: {program.current_phase.name}.",
+            brief.files_text(task),
             brief.ideas_text(repo),
             CONTINUE,
         ]

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from eval import config
 from eval.record import metrics as metrics_file
-from eval.trial import Measure
+from eval.trial import Measure, snapshot
 
 ENV = "AUTORESEARCH_RECORDED_RUNS"
 BACKEND = "replayed"
@@ -36,7 +35,7 @@ def measure(path: Path) -> Measure:
     def replayed(repo: Path, program: config.Program, trial: tuple[str, Path], source: Path, hypothesis: str,
                  budget: float, seed: int, unsafe: bool = False) -> dict:
         run_id, run_dir = trial
-        shutil.copyfile(source, run_dir / "train.py")
+        snapshot(program.task, source.parent, run_dir)
         entry = recorded.get(run_id) or {
             "outcome": "crash", "value": None, "log_tail": "",
             "reason": f"replay: the recording has no result for {run_id} (the recorded session did not run it)",

@@ -147,8 +147,10 @@ def scratch_clone(harness: Path, state: dict, root: Path, runs: str, budget: flo
         if not (harness / "data" / "manifest.json").is_file():
             raise ReplayError(f"no prepared data in {harness / 'data'}: run ./run.sh prepare first")
         shutil.copytree(harness / "data", repo / "data")
+    project = set(start_state.project_files_named(state["files"]))
     for name, text in state["files"].items():
-        if name in start_state.FILES:
+        if name in start_state.FILES or name in project:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
             (repo / name).write_text(text, encoding="utf-8")
     if runs == "real":
         (repo / "program.md").write_text(shrink_budget((repo / "program.md").read_text(), budget))

@@ -105,6 +105,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "test_a_symlink_into_a_hidden_package_leads_to_its_empty_mask",
         "test_a_visible_copy_of_held_out_text_fails_the_check_and_training_is_refused",
         "test_a_corpus_the_sandbox_can_see_is_masked_where_it_shows",
+        "test_an_own_split_inside_mounted_project_code_shows_its_held_out_files_empty",
         "test_data_frozen_by_the_old_split_rule_is_refused_by_the_scan",
         "test_unsafe_mode_says_plainly_that_nothing_is_hidden",
     ),

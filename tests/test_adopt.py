@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from commands import adopt, confirm
-from eval import experiment
+from eval import config, experiment
 from eval.record import ledger
 from eval.scoring import tabular
 from tests.conftest import TEST_FRONT_MATTER, build_repo
@@ -273,3 +273,60 @@ def test_cli_refuses_with_status_2(clone, legacy, capsys, monkeypatch):
     monkeypatch.chdir(clone)
     assert adopt.main([str(script), "--metric", "accuracy", "--direction", "minimize", "--data", str(data)]) == 2
     assert "adopt: --direction minimize: accuracy (accuracy) is better when it is higher" in capsys.readouterr().err
+
+
+SCALED = '''import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+import helpers
+from nets.mlp import make_model
+
+raw = np.loadtxt("blobs.csv", delimiter=",", skiprows=1)
+X = StandardScaler().fit_transform(raw[:, :-1])
+mu, sd = raw[:, :-1].mean(axis=0), raw[:, :-1].std(0)
+
+
+class Wrapped(torch.nn.Module):
+    def forward(self, x):
+        return (x - x.mean(0)) / x.std(0)  # inside the model: what the scorer applies too
+
+
+loss = torch.zeros(3).mean()  # a plain reduction, no constant fitted on the data
+'''
+
+
+def test_sibling_modules_join_task_code_and_preprocessing_outside_the_model_is_flagged(clone, tmp_path):
+    project = tmp_path / "scaled"
+    (project / "nets").mkdir(parents=True)
+    (project / "nets" / "__init__.py").write_text("")
+    (project / "nets" / "mlp.py").write_text("import layers\n\ndef make_model(): ...\n")
+    (project / "layers.py").write_text("WIDTH = 8\n")  # imported by a sibling, not by the script
+    (project / "helpers.py").write_text("import numpy\n")
+    (project / "unused.py").write_text("")
+    script = project / "train_scaled.py"
+    script.write_text(SCALED)
+    assert adopt.sibling_code(script) == ["helpers.py", "layers.py", "nets"]
+    flagged = adopt.adapt(SCALED, Path("blobs.csv"), 4).manual
+    fitted = [m for m in flagged if "fits preprocessing outside the model" in m]
+    assert [m.split(":")[0] for m in fitted] == ["line 9", "line 9", "line 10", "line 10"], fitted
+    assert "register the fitted constants as buffers" in fitted[0]
+
+    data = blobs_csv(project / "blobs.csv")
+    assert adopt.adopt(clone, script, "val_acc", "maximize", data, baseline=False, say=lambda s: None) == 0
+    task = config.load(clone / "program.md").task
+    assert task.code == ("helpers.py", "layers.py", "nets") and (clone / "nets" / "mlp.py").is_file()
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+
+
+def test_a_sibling_that_would_replace_a_file_of_the_repository_is_refused(clone, tmp_path):
+    project = tmp_path / "clash"
+    project.mkdir()
+    (project / "helpers.py").write_text("")
+    (project / "nets").mkdir()
+    script = project / "train_x.py"
+    script.write_text("import torch\nimport helpers\n")
+    (clone / "helpers.py").write_text("# the human's own\n")
+    with pytest.raises(adopt.AdoptError, match="already holds helpers.py"):
+        adopt.adopt(clone, script, "val_acc", "maximize", blobs_csv(project / "b.csv"), say=lambda s: None)
+    assert (clone / "helpers.py").read_text() == "# the human's own\n"

@@ -41,6 +41,7 @@ from eval.data import (
     load_manifest,
     manifest_for,
     prepare,
+    prepare_split,
 )
 from eval.record import history, ledger
 from eval.record.logsink import LOG_CAP, TAIL, LogSink
@@ -2407,3 +2408,30 @@ def test_unsafe_mode_says_plainly_that_nothing_is_hidden(repo, monkeypatch):
     assert metrics["backend"] == "unsafe" and metrics["outcome"] == "ok", metrics["reason"]
     warning = next(s for s in said if "--unsafe-no-sandbox" in s)
     assert "nothing is hidden" in warning and str((repo / "data").resolve().parent) in warning
+
+
+@pytest.mark.parametrize("name", ["docker", "bwrap"])
+def test_an_own_split_inside_mounted_project_code_shows_its_held_out_files_empty(repo, tmp_path, name):
+    """The human lists the folder that holds the dataset in task.code: train.py sees valid.txt and test.txt
+    empty there, and its own code and train.txt as they are."""
+    corpus = repo / "project" / "wikitext"
+    corpus.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text(f" the {split} text of the dataset , line after line \n" * 50)
+    (repo / "project" / "helpers.py").write_text("SECRET_FREE = True\n")
+    own = {"train": corpus / "train.txt", "val": corpus / "valid.txt", "test": corpus / "test.txt"}
+    prepare_split(repo / "data", own, force=True)
+    program = (repo / "program.md").read_text().replace("  seed: 1337\n", "  seed: 1337\n  code: [project]\n")
+    (repo / "program.md").write_text(program)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    probe = ("import helpers, os\nroot = '/code/project/wikitext'\n"
+             "print({f: os.path.getsize(f'{root}/{f}') for f in sorted(os.listdir(root))}, helpers.SECRET_FREE)\n")
+    (run_dir / "train.py").write_text(probe)
+    job = trial.training_job(config.load(repo / "program.md"), run_dir, repo / "data", 1, 1, repo=repo)
+    job = dataclasses.replace(job, out_dir=None, workdir="/tmp", argv=[job.argv[0], "/code/train.py"],
+                              env={**job.env, "PYTHONPATH": "/code/project"})
+    output = bytearray()
+    assert backend(name).run(job, output.extend).exit_code == 0, output.decode()
+    size = (corpus / "train.txt").stat().st_size
+    assert output.decode().strip() == f"{{'test.txt': 0, 'train.txt': {size}, 'valid.txt': 0}} True"

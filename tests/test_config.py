@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,31 @@ def test_cached_front_matter_follows_every_edit(tmp_path, monkeypatch):
     config.CACHE_FILE.write_text("{not json")
     path.write_text(GOOD)
     assert config.load(path).task.direction == "minimize"  # a damaged cache is rebuilt
+
+
+def with_files(files: str) -> str:
+    return GOOD.replace("  seed: 1337\n", f"  seed: 1337\n{files}", 1)
+
+
+def test_code_and_editable_default_to_train_py_alone_and_take_project_paths():
+    assert (config.parse(GOOD).task.code, config.parse(GOOD).task.editable) == ((), ("train.py",))
+    task = config.parse(with_files("  code: [data.py, lib/utils]\n  editable: [train.py, model.py]\n")).task
+    assert task.code == ("data.py", "lib/utils") and task.editable == ("train.py", "model.py")
+
+
+@pytest.mark.parametrize("files, says", [
+    ("  editable: [model.py]\n", "must include train.py"),
+    ("  code: [eval/scoring]\n", "the harness's"),
+    ("  code: [data]\n", "the harness's"),  # the frozen splits
+    ("  editable: [train.py, program.md]\n", "the harness's"),
+    ("  code: ['../elsewhere']\n", "plain relative path"),
+    ("  code: [/etc]\n", "plain relative path"),
+    ("  code: ['.']\n", "plain relative path"),
+    ("  code: [.git]\n", "the harness's or hidden"),
+    ("  editable: [train.py, out/model.py]\n", "clashes with a name in runs/<id>/"),
+    ("  editable: [train.py, s2]\n", "clashes with a name in runs/<id>/"),
+    ("  code: [lib]\n  editable: [train.py, lib/model.py]\n", "lies inside task.code 'lib'"),
+])
+def test_code_and_editable_refuse_what_is_not_the_projects_own(files, says):
+    with pytest.raises(config.ConfigError, match=re.escape(says)):
+        config.parse(with_files(files))

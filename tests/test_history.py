@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -78,3 +79,52 @@ def test_discarded_ref_survives_gc(research_repo):
     ref = history.discard(research_repo, "r0003", src, "r0003 discard")
     subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=research_repo, check=True)
     assert "LR = 3" in git.Repo(research_repo).git.show(f"{ref}:train.py")
+
+
+def test_every_editable_file_is_kept_discarded_and_restored_together(research_repo):
+    r = git.Repo(research_repo)
+    (research_repo / "nets").mkdir()
+    (research_repo / "nets" / "model.py").write_text("WIDTH = 8\n")
+    r.index.add(["nets/model.py"])
+    r.index.commit("model")
+    editable = ("train.py", "nets/model.py")
+    history.check(research_repo, editable)
+    src = candidate(research_repo, "r0001", "LR = 2\n")
+    (src.parent / "nets").mkdir()
+    (src.parent / "nets" / "model.py").write_text("WIDTH = 16\n")
+    sha = history.keep(research_repo, "r0001", src, "r0001 keep", "experiment: r0001", editable)
+    assert r.commit(sha).tree["nets/model.py"].data_stream.read() == b"WIDTH = 16\n"
+
+    src = candidate(research_repo, "r0002", "LR = 3\n")
+    (src.parent / "nets").mkdir()
+    (src.parent / "nets" / "model.py").write_text("WIDTH = 99\n")
+    (research_repo / "nets" / "model.py").write_text("WIDTH = 99\n")  # the agent's edit, as it ran
+    ref = history.discard(research_repo, "r0002", src, "r0002 discard", editable)
+    assert "+WIDTH = 99" in r.git.diff(sha, ref) and "+LR = 3" in r.git.diff(sha, ref)
+    assert (research_repo / "nets" / "model.py").read_text() == "WIDTH = 16\n"  # back to the best
+    assert (research_repo / "train.py").read_text() == "LR = 2\n" and not r.is_dirty()
+
+
+def test_an_editable_file_that_is_not_committed_is_refused_before_a_run(research_repo):
+    (research_repo / "model.py").write_text("WIDTH = 8\n")
+    with pytest.raises(history.NotAResearchRepo, match="model.py is not committed"):
+        history.check(research_repo, ("train.py", "model.py"))
+
+
+def test_a_failed_run_before_any_keep_leaves_the_humans_files_as_they_ran(tmp_path, corpus):
+    from eval import experiment
+    from tests.conftest import build_repo
+
+    repo = build_repo(tmp_path / "repo", corpus)
+    fixed = (repo / "train.py").read_text() + "\n# the human's uncommitted fix, which still crashes\n"
+    (repo / "train.py").write_text(fixed)
+    run_dir = repo / "runs" / "r0001"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.py").write_text(fixed)
+    (run_dir / "metrics.json").write_text(json.dumps({"id": "r0001", "outcome": "crash", "value": None, "seed": 1,
+                                                      "hypothesis": "baseline", "total_seconds": 1.0,
+                                                      "log_tail": "Traceback ..."}))
+    d = experiment.apply_verdict(repo, "r0001")
+    assert d["status"] == "crash" and (repo / "train.py").read_text() == fixed  # not replaced by HEAD's
+    assert "left as it ran" in experiment.verdict_text(d)
+    assert git.Repo(repo).git.show(f"{d['diff_ref']}:train.py") == fixed.rstrip("\n")  # and a copy in git

@@ -237,3 +237,30 @@ def test_status_with_a_broken_program_md_exits_2(repo, monkeypatch, capsys):
     program.write_text(program.read_text().replace("direction: minimize", "direction: downwards"))
     code, out, err = run_status(repo, monkeypatch, capsys)
     assert code == 2 and out == "" and "task.direction" in err
+
+
+def test_a_change_of_task_archives_the_ledger_so_the_header_and_the_best_follow_it(repo):
+    from eval.record import tasks
+
+    for r in mixed_rows():
+        ledger.append(repo, r)
+    bpb = tasks.identity("val_bpb", "minimize", "eval.scoring.bpb:score", "a" * 64)
+    assert tasks.switch(repo, bpb, ledger.read(repo)) is None  # a ledger from before task.json: the same task
+    assert tasks.switch(repo, bpb, ledger.read(repo)) is None and len(ledger.read(repo)) == 7
+    acc = tasks.identity("val_acc", "maximize", "eval.scoring.tabular:score", "b" * 64)
+    said = tasks.switch(repo, acc, ledger.read(repo))
+    assert "metric val_bpb -> val_acc" in said and "data aaaaaaaaaaaa -> bbbbbbbbbbbb" in said
+    archived = next((repo / "runs" / "archive").iterdir())
+    assert archived.name.endswith("-val_bpb") and (archived / "results.tsv").read_text().startswith("commit\tval_bpb")
+    assert ledger.read(repo) == [] and not (repo / "results.tsv").exists()
+    ledger.append(repo, make_row(8, metric="val_acc", direction="maximize", mean=0.9))
+    assert (repo / "results.tsv").read_text().startswith("commit\tval_acc")  # the header follows the task
+    assert ledger.best(ledger.read(repo), "maximize")["id"] == "r0008"  # the new task's baseline is its best
+
+
+def test_other_frozen_data_is_another_task(repo):
+    from eval.record import tasks
+
+    ledger.append(repo, make_row(1))
+    assert tasks.switch(repo, tasks.identity("val_bpb", "minimize", "e:s", "a" * 64), ledger.read(repo)) is None
+    assert "data" in tasks.switch(repo, tasks.identity("val_bpb", "minimize", "e:s", "c" * 64), ledger.read(repo))

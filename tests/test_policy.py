@@ -108,6 +108,7 @@ ALLOWED_COMMANDS = [
     "./run.sh -m 'weight tying'",
     "./run.sh status",
     "./run.sh status | tail -5",
+    "./run.sh check",
     "ls",
     "ls -la",
     "ls -la runs/1",
@@ -402,6 +403,8 @@ DENIED_COMMANDS = [
     "./run.sh --budget 10",
     "./run.sh prepare",
     "./run.sh loop",
+    "./run.sh check --budget 600",
+    "./run.sh check &",
     "./run.sh -m",
     "./run.sh -m ''",
     "./run.sh -m 'a\nb'",
@@ -1225,3 +1228,39 @@ def test_settings_wire_the_hook_and_deny_the_obvious():
         deny
     )
     assert os.access(MAIN / "hooks" / "launch", os.X_OK)
+
+
+def test_task_editable_opens_its_files_to_edits_and_task_code_stays_read_only(tmp_path):
+    (tmp_path / "model.py").write_text("WIDTH = 8\n")
+    (tmp_path / "data.py").write_text("class Corpus: ...\n")
+    text = PROGRAM.format(phase="hyperparameters", budget=300).replace(
+        "  grace_seconds: 60\n", "  grace_seconds: 60\n  code: [data.py]\n  editable: [train.py, model.py]\n")
+    multi = config.parse(text)
+    edit = {"old_string": "WIDTH = 8", "new_string": "WIDTH = 16"}
+
+    def decide(name: str, prog) -> policy.Decision:
+        return policy.decide("Edit", {"file_path": name, **edit}, tmp_path, prog, cwd=str(tmp_path))
+
+    assert decide("model.py", multi).decision == ALLOW
+    assert decide("model.py", program()).decision == DENY  # not editable under the default task
+    refused = decide("data.py", multi)
+    assert refused.decision == DENY and "train.py, model.py and scratchpad.md" in refused.reason
+    assert decide("model.py", config.ConfigError("broken")).decision == DENY  # a broken program.md: defaults only
+    reads = policy.decide("Read", {"file_path": "data.py"}, tmp_path, multi, cwd=str(tmp_path))
+    assert reads.decision == ALLOW
+
+
+def test_the_dry_run_gets_a_timeout_that_covers_a_first_held_out_scan(repo):
+    decision = run(repo, "Bash", {"command": "./run.sh check", "timeout": 120_000})
+    assert decision.decision == ALLOW and decision.updated_input["timeout"] == policy.CHECK_TIMEOUT_MS
+    assert not decision.experiment  # it is no experiment: no scratchpad gate, no ledger
+
+
+def test_an_editable_name_that_is_a_symlink_to_the_harness_is_not_editable(tmp_path):
+    (tmp_path / "program.md").write_text(PROGRAM.format(phase="hyperparameters", budget=300))
+    (tmp_path / "model.py").symlink_to(tmp_path / "program.md")
+    text = PROGRAM.format(phase="hyperparameters", budget=300).replace(
+        "  grace_seconds: 60\n", "  grace_seconds: 60\n  editable: [train.py, model.py]\n")
+    decision = policy.decide("Write", {"file_path": "model.py", "content": "x"}, tmp_path, config.parse(text),
+                             cwd=str(tmp_path))
+    assert decision.decision == DENY and "resolves to" in decision.reason and "program.md" in decision.reason

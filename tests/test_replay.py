@@ -152,3 +152,21 @@ def test_the_start_state_is_written_once_at_startup(tmp_path: Path) -> None:
     assert start_state.save(tmp_path, {"session_id": "s-1", "source": "startup"}) is None  # never overwritten
     state = start_state.load(tmp_path / "elsewhere" / "s-1.jsonl", "s-1", tmp_path)
     assert saved == tmp_path / "sessions" / "s-1.start.json" and state["files"] == {"train.py": "print('v1')\n"}
+
+
+def test_the_start_state_carries_the_projects_editable_files_and_code_and_nothing_else(tmp_path: Path) -> None:
+    from hooks import start_state
+
+    program = (REPO / "program.md").read_text().replace(
+        "  seed: 1337\n", "  seed: 1337\n  code: [lib]\n  editable: [train.py, model.py]\n")
+    (tmp_path / "program.md").write_text(program)
+    (tmp_path / "train.py").write_text("import model\n")
+    (tmp_path / "model.py").write_text("WIDTH = 8\n")
+    (tmp_path / "lib" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "lib" / "data.py").write_text("class Corpus: ...\n")
+    (tmp_path / "lib" / "__pycache__" / "data.cpython-311.pyc").write_text("x")
+    (tmp_path / "notes.txt").write_text("not the project's code\n")
+    files = start_state.snapshot(tmp_path)["files"]
+    assert sorted(files) == ["lib/data.py", "model.py", "program.md", "train.py"]
+    forged = {**files, "eval/scoring/bpb.py": "x", "../outside.py": "x", "lib/../../x": "x"}
+    assert sorted(start_state.project_files_named(forged)) == ["lib/data.py", "model.py", "train.py"]

@@ -285,7 +285,7 @@ def test_a_report_that_cannot_be_made_does_not_strand_the_verdict(research_repo)
 
 def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
     """A Measure standing in for training on a machine whose state changes: each trial takes the next
-    (value, CPU-seconds) of `machine`, in order; the candidate's train.py (a source other than best.py
+    (value, CPU-seconds) of `machine`, in order; the candidate's train.py (a source outside runs/<id>/best/
     and not the first experiment) is `gain` better. Values: minimize."""
     from eval.record import metrics as metrics_file
 
@@ -295,7 +295,7 @@ def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
         run_id, run_dir = trial
         (run_dir / "train.py").write_bytes(source.read_bytes())
         value, cpu = next(state)
-        is_candidate = source.name != "best.py" and "CANDIDATE" in source.read_text()
+        is_candidate = source.parent.name != "best" and "CANDIDATE" in source.read_text()
         value -= gain if is_candidate else 0.0
         m = metrics_file.record(run_id, program.task, hypothesis, seed, budget, hashlib.sha256(
             source.read_bytes()).hexdigest(), "0" * 64, "replayed", outcome="ok", value=value, cpu_seconds=cpu,

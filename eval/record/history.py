@@ -1,9 +1,10 @@
 """The research history in git: kept versions are commits, discarded ones are refs.
 
-Keep: train.py and scratchpad.md (and nothing else the user may have staged) are committed
-on the current (research) branch with a structured message. Discard, crash or timeout: the
-candidate that ran is stored as a commit on top of the best version, under
-refs/autoresearch/discarded/<id>, and train.py is restored to the best. Nothing the agent
+Keep: the editable files (program.md's task.editable: train.py unless it lists more) and
+scratchpad.md (and nothing else the user may have staged) are committed on the current
+(research) branch with a structured message. Discard, crash or timeout: the candidate that
+ran (every editable file of its snapshot) is stored as a commit on top of the best version,
+under refs/autoresearch/discarded/<id>, and the editable files are restored to the best. Nothing the agent
 tried is lost, and `git diff <best> refs/autoresearch/discarded/<id>` shows exactly what it
 was. Every step is idempotent, so a verdict interrupted by kill -9 is simply applied again.
 """
@@ -19,7 +20,8 @@ import git
 
 from eval.record.text import refusal
 
-TRACKED = ("train.py", "scratchpad.md")
+NOTES = "scratchpad.md"  # committed with every keep, beside the editable files
+EDITABLE = ("train.py",)  # task.editable's default
 DISCARDED = "refs/autoresearch/discarded"
 TRAILER = "Autoresearch-Experiment"
 HARNESS = git.Actor("autoresearch harness", "autoresearch@harness.invalid")  # the harness commits, not a person
@@ -35,8 +37,8 @@ def open_repo(repo: Path) -> git.Repo:
     return git.Repo(repo)
 
 
-def check(repo: Path) -> None:
-    """Refuse to run where kept versions could not be committed."""
+def check(repo: Path, editable: tuple[str, ...] = EDITABLE) -> None:
+    """Refuse to run where kept versions could not be committed, or a discard could not restore the best."""
     try:
         r = open_repo(repo)
         r.head.commit  # noqa: B018 - raises ValueError when there is no commit yet
@@ -45,8 +47,11 @@ def check(repo: Path) -> None:
             f"{repo} is not a git repository with a first commit; the harness commits every kept version. "
             "Run: git init && git add -A && git commit -m 'start'"
         ) from None
-    if "train.py" not in r.head.commit.tree:
-        raise NotAResearchRepo("train.py is not committed: commit it first (git add train.py && git commit)")
+    for rel in editable:
+        try:
+            r.head.commit.tree[rel]
+        except KeyError:
+            raise NotAResearchRepo(f"{rel} is not committed: commit it first (git add {rel} && git commit)") from None
 
 
 def checked(message: str) -> str:
@@ -66,14 +71,17 @@ def committed_for(r: git.Repo, run_id: str) -> str | None:
     return None
 
 
-def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> str:
-    """Commit the candidate train.py (and the scratchpad) as the new best; return the sha."""
+def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str,
+         editable: tuple[str, ...] = EDITABLE) -> str:
+    """Commit the candidate's editable files (candidate: its train.py; the others beside it) and the scratchpad
+    as the new best; return the sha."""
     r = open_repo(repo)
     done = committed_for(r, run_id)
     if done:
         return done
-    (repo / "train.py").write_bytes(candidate.read_bytes())
-    paths = [p for p in TRACKED if (repo / p).exists()]
+    for rel in editable:
+        (repo / rel).write_bytes((candidate.parent / rel).read_bytes())
+    paths = [p for p in (*editable, NOTES) if (repo / p).exists()]
     parent = r.head.commit.hexsha
     with tempfile.TemporaryDirectory() as tmp:  # a private index: whatever the user staged stays out
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -87,39 +95,46 @@ def keep(repo: Path, run_id: str, candidate: Path, subject: str, body: str) -> s
     return sha
 
 
-def discard(repo: Path, run_id: str, candidate: Path, subject: str) -> str:
-    """Store the candidate under refs/autoresearch/discarded/<id>; restore train.py to HEAD's."""
+def discard(repo: Path, run_id: str, candidate: Path, subject: str, editable: tuple[str, ...] = EDITABLE,
+            restore: bool = True) -> str:
+    """Store the candidate (its train.py, and the other editable files beside it) under
+    refs/autoresearch/discarded/<id>; restore the editable files to HEAD's (restore: a kept version exists;
+    before the first keep, HEAD is only where the human started, and their working files stay as they are)."""
     r = open_repo(repo)
     ref = f"{DISCARDED}/{run_id}"
     if not r.git.for_each_ref(ref):
         with tempfile.TemporaryDirectory() as tmp:  # a private index: the real one is not touched
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             r.git.read_tree("HEAD", env=env)
-            blob = r.git.hash_object("-w", str(candidate))
-            r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
+            for rel in editable:
+                blob = r.git.hash_object("-w", str(candidate.parent / rel))
+                r.git.update_index("--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
             tree = r.git.write_tree(env=env)
         message = checked(f"{subject}\n\n{TRAILER}: {run_id}")
         commit = r.git.commit_tree(tree, "-p", "HEAD", "-m", message, env=IDENTITY)
         r.git.update_ref(ref, commit)
-    restore_best(repo)
+    if restore:
+        restore_best(repo, editable)
     return ref
 
 
-def restore_best(repo: Path) -> None:
-    """train.py back to the last kept version (HEAD's)."""
+def restore_best(repo: Path, editable: tuple[str, ...] = EDITABLE) -> None:
+    """The editable files back to the last kept version (HEAD's)."""
     r = open_repo(repo)
-    (repo / "train.py").write_bytes(r.head.commit.tree["train.py"].data_stream.read())
-    r.index.add(["train.py"])
+    for rel in editable:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(r.head.commit.tree[rel].data_stream.read())
+    r.index.add(list(editable))
 
 
-def best_source(repo: Path) -> bytes:
-    """The best's train.py (HEAD's), for its reruns beside a candidate."""
-    return source_at(repo, "HEAD")
-
-
-def source_at(repo: Path, commit: str) -> bytes:
-    """train.py as a commit holds it (a kept version, for confirm's retrains)."""
-    return open_repo(repo).commit(commit).tree["train.py"].data_stream.read()
+def write_version(repo: Path, commit: str, editable: tuple[str, ...], folder: Path) -> Path:
+    """The editable files as a commit holds them (HEAD: the best, for its reruns beside a candidate; a kept
+    version, for confirm's retrains), written under folder; returns folder/train.py, a trial's source."""
+    tree = open_repo(repo).commit(commit).tree
+    for rel in editable:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(tree[rel].data_stream.read())
+    return folder / "train.py"
 
 
 def head(repo: Path) -> str:

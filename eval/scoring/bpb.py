@@ -19,5 +19,5 @@ def score(model_path: Path, data_path: Path, options: dict) -> dict:
     nats = 0.0
     for xb, yb in batches(x, y):
         logits = logits_of(model, xb)
-        nats += F.cross_entropy(logits.view(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
+        nats += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
     return {"value": nats / y.numel() / math.log(2), "parameters": n_params, "scored_bytes": y.numel()}

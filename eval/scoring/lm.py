@@ -1,4 +1,4 @@
-"""Shared by the byte-level language-model evaluators: load, check and run the exported model.
+"""Shared by the language-model evaluators (bytes, or the ids of a frozen vocabulary): load, check, run the model.
 
 The scored windows are spread evenly over the whole held-out split (not its first bytes),
 so a small, fixed scoring budget still covers every kind of text in it.
@@ -7,8 +7,8 @@ The agent writes the model, so the harness checks what it can before trusting a 
 the archive before anything in it is deserialised (eval/scoring/archive.py: no pickle, no code),
 the operations in its graph (no file access: a program may not open the split it is scored on,
 which is mounted at a secret path besides), the interface (shapes) and causality. A model
-whose logits at position t change when the bytes after t, or the other rows of the batch,
-change is peeking at its targets.
+whose logits at position t change when the tokens after t, or the other rows of the batch,
+change is peeking at its targets. Every check takes the vocabulary size: 256 for bytes.
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ OP_NAMESPACES = ("aten", "prims")
 IO_OPS = ("from_file", "save", "load", "_print")  # aten ops that touch files by name, or print
 
 
-WINDOW_DEFAULTS = {"seq_len": 256, "eval_bytes": 1 << 16}  # program.md task.options may set either
+WINDOW_DEFAULTS = {"seq_len": 256, "eval_bytes": 1 << 16, "eval_tokens": 1 << 14}  # task.options may set them
+WINDOW_MINIMA = {"seq_len": 8, "eval_bytes": 1024, "eval_tokens": 64}
 
 
-def window_options(options: dict) -> tuple[int, int]:
-    """(seq_len, eval_bytes) from the task's options, with the defaults; a clear error for bad values."""
-    seq_len, eval_bytes = (options.get(k, v) for k, v in WINDOW_DEFAULTS.items())
-    for name, value, low in (("seq_len", seq_len, 8), ("eval_bytes", eval_bytes, 1024)):
+def window_options(options: dict, amount: str = "eval_bytes") -> tuple[int, int]:
+    """(seq_len, how many bytes or tokens are scored) from the task's options, with the defaults; a clear
+    error for bad values. amount: the option that says how much (eval_bytes, eval_tokens)."""
+    seq_len, how_much = options.get("seq_len", WINDOW_DEFAULTS["seq_len"]), options.get(amount, WINDOW_DEFAULTS[amount])
+    for name, value in (("seq_len", seq_len), (amount, how_much)):
+        low = WINDOW_MINIMA[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"options.{name}: {value!r} must be a whole number of at least {low}")
-    return seq_len, eval_bytes
+    return seq_len, how_much
 
 
 class ModelRejected(RuntimeError):
@@ -74,11 +77,15 @@ def check_ops(program) -> None:
 
 
 def scored_windows(path: Path, seq_len: int, n_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) of n_bytes // seq_len non-overlapping windows spread evenly over the split."""
-    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).long()
-    n = min(max(1, n_bytes // seq_len), (len(data) - 1) // seq_len)
+    """(inputs, targets) of n_bytes // seq_len non-overlapping byte windows spread evenly over the split."""
+    return windows(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).long(), seq_len, n_bytes)
+
+
+def windows(data: torch.Tensor, seq_len: int, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) of n_tokens // seq_len non-overlapping windows of `data` (token ids), spread evenly."""
+    n = min(max(1, n_tokens // seq_len), (len(data) - 1) // seq_len)
     if n < 1:
-        raise ModelRejected(f"{path} holds fewer than seq_len={seq_len} bytes: nothing to score")
+        raise ModelRejected(f"the split holds fewer than seq_len={seq_len} tokens: nothing to score")
     starts = torch.linspace(0, len(data) - seq_len - 1, n).long()
     rows = data[starts[:, None] + torch.arange(seq_len + 1)]
     return rows[:, :-1], rows[:, 1:]
@@ -89,21 +96,23 @@ def batches(x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, to
         yield x[i : i + BATCH], y[i : i + BATCH]
 
 
-def logits_of(model: Callable, x: torch.Tensor) -> torch.Tensor:
+def logits_of(model: Callable, x: torch.Tensor, vocab: int = VOCAB) -> torch.Tensor:
     with torch.no_grad():
         out = model(x)
     if isinstance(out, (tuple, list)):
         out = out[0]
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*x.shape, VOCAB):
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*x.shape, vocab):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelRejected(f"the model must map {tuple(x.shape)} byte ids to {(*x.shape, VOCAB)} logits, got {shape}")
+        what = "byte" if vocab == VOCAB else "token"
+        raise ModelRejected(f"the model must map {tuple(x.shape)} {what} ids to {(*x.shape, vocab)} logits, "
+                            f"got {shape}")
     return out.float()
 
 
-def check_causal(model: Callable, x: torch.Tensor) -> None:
+def check_causal(model: Callable, x: torch.Tensor, vocab: int = VOCAB) -> None:
     """Every cut position, in random rows, with the batch shuffled: the past must not move.
 
-    Each probe row i keeps the first c_i bytes of window perm[i] and continues with other
+    Each probe row i keeps the first c_i tokens of window perm[i] and continues with other
     real text; its logits before c_i must equal those of window perm[i] in the unshuffled
     batch. The cuts cover every position 1..seq_len-1, the rows and the shuffle are random,
     so a model cannot look ahead, or at its neighbours, anywhere without being seen.
@@ -112,7 +121,7 @@ def check_causal(model: Callable, x: torch.Tensor) -> None:
     rows, seq_len = x[:BATCH], x.shape[1]
     if len(rows) < 2 or len(x) < 2:
         return
-    base = logits_of(model, rows)
+    base = logits_of(model, rows, vocab)
     other = torch.roll(x, shifts=max(1, len(x) // 2), dims=0)
     rng = secrets.SystemRandom()
     cuts = list(range(1, seq_len))
@@ -123,12 +132,12 @@ def check_causal(model: Callable, x: torch.Tensor) -> None:
         probe = other[rng.sample(range(len(x)), len(chunk))].clone()
         for i, (row, cut) in enumerate(zip(perm, chunk, strict=True)):
             probe[i, :cut] = rows[row, :cut]
-        out = logits_of(model, probe)
+        out = logits_of(model, probe, vocab)
         for i, (row, cut) in enumerate(zip(perm, chunk, strict=True)):
             same = torch.isclose(out[i, :cut], base[row, :cut], atol=CAUSALITY_ATOL, rtol=0, equal_nan=True)
             if not same.all():
                 position = int((~same).nonzero()[0][0])
                 raise ModelRejected(
-                    f"the model is not causal: its logits at position {position} changed when only the bytes "
+                    f"the model is not causal: its logits at position {position} changed when only the tokens "
                     f"from position {cut} on, or the other rows of the batch, changed. It must not look ahead."
                 )

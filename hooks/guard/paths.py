@@ -67,11 +67,11 @@ def secret(rel: Path) -> str | None:
     if (
         parts[:1] == ("data",)
         and len(parts) > 1
-        and not (parts[1].startswith("train") or parts[1:] == ("manifest.json",))
+        and not (parts[1].startswith("train") or parts[1:] == ("manifest.json",) or parts[1] == "artifacts")
     ):
         return (
             "data/ holds the held-out validation and test splits, which only the harness reads; "
-            "data/train* and data/manifest.json are readable"
+            "data/train*, data/artifacts/ (built from the training split) and data/manifest.json are readable"
         )
     return None
 

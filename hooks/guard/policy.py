@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the ho
 if TYPE_CHECKING:
     from eval.config import ConfigError, Program
 
-EDITABLE = ("train.py", "scratchpad.md")
+EDITABLE = ("train.py", "scratchpad.md")  # always; program.md's task.editable may add files of the project
 MAX_COMMAND = 4000
 MAX_HYPOTHESIS = 300
 # An edited file after the edit: train.py is ~7 KB and a long loop's scratchpad.md some tens of KB. More is
@@ -80,17 +80,19 @@ def decide(
 # ---------------------------------------------------------------- ./run.sh
 
 
-RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status", "./run.sh python *")  # run_form()'s, as allow rules
+RUN_FORMS = ("./run.sh", "./run.sh -m *", "./run.sh status", "./run.sh check", "./run.sh python *")  # run_form()'s
+CHECK_TIMEOUT_MS = 600_000  # ./run.sh check: seconds of training, but a first call may scan for held-out text
 RUN_HELP = ('./run.sh takes exactly one of these forms: `./run.sh`, `./run.sh -m "one-line hypothesis"` '
-            f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`, `./run.sh python -c CODE`, "
+            f"(at most {MAX_HYPOTHESIS} characters, no newline), `./run.sh status`, `./run.sh check` (a dry run), "
+            "`./run.sh python -c CODE`, "
             "`./run.sh python -m MODULE`, `./run.sh python train.py` (your Python, in the training sandbox)")
 
 
 def run_form(words: list[Word], ctx: Context | None = None) -> str:
-    """'experiment', 'status' or 'python' for the forms the agent may call; refuse the rest."""
+    """'experiment', 'status', 'check' or 'python' for the forms the agent may call; refuse the rest."""
     args = [literal(w) for w in words]
-    if args == ["status"]:
-        return "status"
+    if args in (["status"], ["check"]):
+        return args[0]
     if args[:1] == ["python"]:
         return python_form(args[1:], ctx)
     if len(args) == 2 and args[0] == "-m" and (why := refusal(args[1], "the hypothesis")):
@@ -167,6 +169,8 @@ def bash(tool_input: dict, ctx: Context) -> Decision:
         return Decision("allow", reason, updated, experiment=True)
     if tool_input.get("run_in_background"):
         return deny("background commands are not allowed; run it in the foreground")
+    if "check" in forms:
+        return allow("dry run (no score)", {**tool_input, "timeout": CHECK_TIMEOUT_MS})
     what = "your Python, in the training sandbox" if "python" in forms else "read-only command inside the repository"
     if dropped:
         call = canonical(line.commands[0].words)
@@ -277,19 +281,27 @@ def glob_tool(tool_input: dict, ctx: Context) -> Decision:
 
 
 def editable_paths(ctx: Context) -> list[Path]:
-    return [ctx.repo / name for name in EDITABLE]
+    return [ctx.repo / name for name in editable_files(ctx)]
 
 
 def editable(tool_input: dict, ctx: Context) -> tuple[Path, Path]:
     """The file an Edit/Write/MultiEdit changes, (path, relative path); refused unless it is editable."""
     value = tool_input.get("file_path")
     path, rel = resolve(ctx, value)
+    names = editable_files(ctx)
     if path not in editable_paths(ctx):
         raise Refused(
-            f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only train.py and "
-            "scratchpad.md; everything else is the harness"
+            f"`{value}`{resolved(ctx, value, path)} is not editable: the agent changes only "
+            f"{', '.join(names[:-1])} and {names[-1]} (program.md task.editable); everything else is the harness"
         )
     return path, rel
+
+
+def editable_files(ctx: Context) -> tuple[str, ...]:
+    """train.py, what program.md's task.editable adds, and scratchpad.md (the first and last alone while
+    program.md is broken)."""
+    extra = () if isinstance(ctx.program, Exception) else ctx.program.task.editable
+    return tuple(dict.fromkeys(("train.py", *extra, "scratchpad.md")))
 
 
 def current_text(path: Path) -> str:
