@@ -1,7 +1,7 @@
 """A/A under drift: does a verdict measure the change or the machine? Today's engine against paired verdicts.
 
 Real runs, in the sandbox, on this machine: the shipped train.py and a copy with a planted bug (a 10x
-too small learning rate), each N times on the quiet machine and N times beside busy loops (four per
+too small learning rate), each N times on the quiet machine and N times beside busy loops (one per
 core) (the drift: another job on a shared machine), every run with its value and its CPU-seconds.
 Then candidates are resampled as the harness would judge them, on a machine whose busy loops are
 switched on for a random half of the runs (reproducible: a fixed random seed), and on the quiet one:
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
-import shutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,23 +34,24 @@ sys.path.insert(0, str(REPO))
 from benchmarks.bench_verdict import SHIPPED_LR, TARGETS  # noqa: E402
 from eval import config, experiment, verdict  # noqa: E402
 from eval.trial import run_trial  # noqa: E402
-from tests.test_compute import CORES, HOGS, busy_machine  # noqa: E402
+from tests.test_compute import CORES, busy_machine  # noqa: E402
 
 Pool = dict[bool, list[dict]]  # busy? -> runs: {"value", "cpu_seconds": what the budget bought}
 MODES = ("never", "auto", "always")  # verdict.paired; never is the engine before paired verdicts
 
 
 def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> Pool:
-    """n real runs of this train.py on the quiet machine and n beside busy loops (HOGS)."""
+    """n real runs of this train.py on the quiet machine and n beside one busy loop per core."""
     pool: Pool = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        shutil.copy(REPO / "program.md", scratch / "program.md")
+        program = (REPO / "program.md").read_text()
+        (scratch / "program.md").write_text(re.sub(r"grace_seconds: \d+", "grace_seconds: 60", program))  # busy exports
         (scratch / "train.py").write_text(train_py)
         (scratch / "data").symlink_to(REPO / "data")
         for busy in (False, True):
             for i, s in enumerate(verdict.harness_seeds(seed, n, f"bench_drift/{name}/{busy}"), start=1):
-                with busy_machine(HOGS if busy else 0):
+                with busy_machine(CORES if busy else 0):
                     m = run_trial(scratch, hypothesis=name, budget=budget, seed=s, echo=lambda _: None)
                 if m["outcome"] != "ok":
                     sys.exit(f"{name}: run {i} ended {m['outcome']}: {m['reason']}\n{m['log_tail']}")
