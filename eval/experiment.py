@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import statistics
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -156,6 +157,7 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
                                      for r in rows if r.get("values") and None not in r["values"]])
     v, pairs, counted = judgement(task, program.verdict, best, runs, best_runs, earlier)
+    fresh = [p["values"][1] for p in pairs if p["comparable"]]  # the best's reruns it was judged against
     values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
@@ -176,10 +178,10 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "reason": reason,
         "rule": program.verdict.rule,
         "best_id": best_row["id"] if best_row else None,
-        "best_mean": best_row["mean"] if best_row else None,
+        "best_mean": statistics.fmean(fresh) if fresh else best_row["mean"] if best_row else None,  # judged against
         "paired": bool(pairs),
         "pairs": pairs,
-        "best_values": [p["values"][1] for p in pairs if p["comparable"]],
+        "best_values": fresh,
         "runs": len(runs) + len(best_runs),
         "compute": [compute_of(m) for m in runs + best_runs],
         "hypothesis": first.get("hypothesis", ""),
