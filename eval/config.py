@@ -30,6 +30,7 @@ VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0, "p
                     "compute_tolerance": 0.15}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
+DEVICES_DEFAULTS = {"gpus": "all", "cpu_slots": 1}  # one slot, the whole machine: one experiment at a time
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,14 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Devices:
+    """What the harness owns, split into slots that experiments lease one each (sandbox/devices.py)."""
+
+    gpus: str | tuple[int, ...]  # all | auto | the GPU indices
+    cpu_slots: int  # slots of disjoint cores, on a machine (or a choice) without GPUs
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     instructions: str
@@ -85,6 +94,7 @@ class Program:
     body: str
     verdict: VerdictRule
     budget: Budget
+    devices: Devices
 
 
 def split_front_matter(text: str, source: str) -> tuple[str, str]:
@@ -147,7 +157,9 @@ def build(data: dict, body: str, source: str) -> Program:
     current = phases[names.index(data["current_phase"])]
     verdict = VerdictRule(**{**VERDICT_DEFAULTS, **data.get("verdict", {})})
     budget = Budget(**{**BUDGET_DEFAULTS, **data.get("budget", {})})
-    return Program(task, limits, phases, current, body, verdict, budget)
+    devices = {**DEVICES_DEFAULTS, **data.get("devices", {})}
+    gpus = devices["gpus"] if isinstance(devices["gpus"], str) else tuple(devices["gpus"])
+    return Program(task, limits, phases, current, body, verdict, budget, Devices(gpus, devices["cpu_slots"]))
 
 
 def parse(text: str, source: str = "program.md") -> Program:

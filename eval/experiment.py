@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, rules, verdict
+from eval import config, leases, rules, verdict
 from eval.record import history, ledger, morning, page, plot
 from eval.record.runs import (
     RUNNING,
@@ -38,8 +38,11 @@ from eval.record.runs import (
 )
 from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
+from sandbox import devices
 
 LOCK = ".lock"
+SERIAL_WAIT_S = 120  # the longest wait for another experiment's verdict step (plot, report, git: seconds)
+RUNNING_ALREADY = "another experiment is running in this repository; wait for its verdict"
 
 
 class Busy(RuntimeError):
@@ -51,15 +54,54 @@ class BadHypothesis(ValueError):
 
 
 @contextmanager
-def exclusive(repo: Path):
-    """One experiment at a time per repository: a second ./run.sh is refused, not queued."""
+def serial(repo: Path, wait_s: float = SERIAL_WAIT_S):
+    """The repository's short critical sections, one at a time: taking a lease and an experiment id, recovery,
+    applying a verdict (git, ledger, plot, report). Busy after wait_s (0: at once) of waiting."""
     (repo / RUNS).mkdir(exist_ok=True)
+    deadline = time.monotonic() + wait_s
     with open(repo / RUNS / LOCK, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy("another experiment is running in this repository; wait for its verdict") from None
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy(RUNNING_ALREADY) from None
+                time.sleep(0.05)
         yield
+
+
+@contextmanager
+def exclusive(repo: Path):
+    """No experiment runs in this repository, and none starts meanwhile (the loop completes one cut short)."""
+    with serial(repo, wait_s=0):
+        if leases.holders(repo):
+            raise Busy(RUNNING_ALREADY)
+        yield
+
+
+@contextmanager
+def leased(repo: Path, program: config.Program, say=print):
+    """A device slot of its own for a new experiment, and the experiment's id: (lease, id, dir). Refused (Busy)
+    while every slot is held: with one slot (the default), a second ./run.sh is refused, not queued."""
+    pool = devices.slots(program.devices.gpus, program.devices.cpu_slots)
+    with serial(repo):
+        held = leases.take(repo, pool)
+        if held is None:
+            running = ", ".join(f"{name}: {h.get('run', '?')}" for name, h in leases.holders(repo).items())
+            raise Busy(RUNNING_ALREADY if len(pool) == 1 else
+                       f"all {len(pool)} device slots are leased ({running}); wait for a verdict")
+        try:
+            recover(repo, say)
+            run_id, run_dir = new_run_dir(repo / RUNS)
+            leases.claim(held, run_id)
+        except BaseException:
+            leases.release(held)
+            raise
+    try:
+        yield held.lease, run_id, run_dir
+    finally:
+        leases.release(held)
 
 
 BEST_SOURCE = "best.py"  # runs/<id>/best.py: the best's train.py, as its reruns beside the candidate ran it
@@ -196,6 +238,7 @@ def compute_of(m: dict) -> dict:
     return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "trained_cpu_seconds": m.get("trained_cpu_seconds"),
             "training_seconds": m.get("training_seconds"),
             "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
+            "lease": (m.get("lease") or {}).get("name"),
             "steps": (m.get("reported") or {}).get("steps")}
 
 
@@ -265,15 +308,19 @@ def pending(repo: Path) -> list[str]:
 
 
 def recover(repo: Path, say=print) -> None:
-    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts."""
+    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts. Experiments
+    still running (a held lease names them) are left alone. Call it under the serial lock."""
     from sandbox.backends import remove_leftovers  # the sandbox stack: only runs need it
 
-    for name in remove_leftovers(str((repo / RUNS).resolve()) + "/"):
+    live = leases.live_runs(repo)
+    spare = tuple(str((repo / RUNS / i).resolve()) for i in live)
+    for name in remove_leftovers(str((repo / RUNS).resolve()) + "/", spare):
         say(f"removed the container {name} left running by an interrupted experiment")
     ledger.repair(repo)
     for run_id in pending(repo):
-        say(f"[{run_id}] completing the verdict of an interrupted experiment")
-        apply_verdict(repo, run_id)
+        if run_id not in live:
+            say(f"[{run_id}] completing the verdict of an interrupted experiment")
+            apply_verdict(repo, run_id)
 
 
 def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print,
@@ -293,10 +340,8 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo)
-    with exclusive(repo):
-        recover(repo, say)
+    with leased(repo, program, say) as (lease, run_id, run_dir):
         _, best = best_samples(ledger.read(repo), task.direction)
-        run_id, run_dir = new_run_dir(repo / RUNS)
         best_py = run_dir / BEST_SOURCE
 
         def trial(arm: str, k: int, seed: int) -> dict:
@@ -310,7 +355,7 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
                 announce(repo, where[0], k, None, budget)
             if arm == "b" and not best_py.exists():
                 best_py.write_bytes(history.best_source(repo))
-            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe)
+            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe, lease=lease)
             say(summary(m))
             return m
 
@@ -321,8 +366,9 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
             raise
-        (repo / RUNNING).unlink()
-        return apply_verdict(repo, run_id, program)
+        (repo / RUNNING).unlink(missing_ok=True)  # a parallel experiment may have ended first
+        with serial(repo):
+            return apply_verdict(repo, run_id, program)
 
 
 def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Samples | None, seeds: list[int],
@@ -424,7 +470,8 @@ def verdict_text(d: dict) -> str:
         lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: "
                      + "; ".join(pair_text(p) for p in d["pairs"]))
     elif d.get("compute"):
-        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"]))
+        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"])
+                     + "".join(sorted({f" (device slot {c['lease']})" for c in d["compute"] if c.get("lease")})))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     else:

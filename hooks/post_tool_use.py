@@ -21,6 +21,7 @@ from hooks.guard.policy import run_form
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = ("PostToolUse", "PostToolUseFailure")
+SERIAL_WAIT_S = 30  # the longest wait for a parallel experiment's verdict step, within the hook's 120 s
 NO_RUN = ("No verdict: this ./run.sh call started no experiment (its output says why: another run, "
           "program.md, the data or the sandbox). Nothing was judged; fix the cause and run it again.")
 
@@ -36,13 +37,15 @@ def is_experiment(command: object) -> bool:
 
 
 def report(repo: Path, call_id: object) -> str:
-    from eval import experiment
+    from eval import experiment, leases
     from eval.record import calls
 
     try:
-        with experiment.exclusive(repo):
+        with experiment.serial(repo, wait_s=SERIAL_WAIT_S):
             experiment.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
             run_id = calls.claim(repo, call_id)
+            if run_id in leases.live_runs(repo):
+                raise experiment.Busy(f"{run_id} is still running")
             return NO_RUN if run_id is None else experiment.verdict_text(experiment.apply_verdict(repo, run_id))
     except experiment.Busy as e:
         return f"{e}. Its verdict will be applied when it ends; do not start another run."

@@ -26,6 +26,7 @@ COLUMNS = (  # header, alignment and width, cell; the description comes last, un
     ("runs", ">4", lambda r: str(r.get("runs") or len(r.get("values") or ()) or "-")),
     ("cpu_s", ">7", lambda r: number(candidate_cpu(r), "{:.1f}")),
     ("load", ">5", lambda r: number(max_load(r), "{:.1f}")),
+    ("slot", "<5", lambda r: slot(r)),
 )
 COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("timeout", "timed out"))
 
@@ -42,6 +43,12 @@ def max_load(row: dict) -> float | None:
     """The most cores the rest of the host kept busy during any of the experiment's runs."""
     load = [c["host_other_load"] for c in row.get("compute") or () if c.get("host_other_load") is not None]
     return max(load) if load else None
+
+
+def slot(row: dict) -> str:
+    """The device slot its runs were leased (eval/leases.py): one per experiment; - before slots were recorded."""
+    names = {c.get("lease") for c in row.get("compute") or ()} - {None}
+    return visible(",".join(sorted(names)), keep="") or "-"
 
 
 def number(value: float | None, fmt: str, scale: float = 1.0) -> str:

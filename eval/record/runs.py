@@ -10,6 +10,8 @@ runs/calls/           which experiment each of the agent's ./run.sh calls starte
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
 runs/audit.jsonl      every guard decision (hooks/audit.py)
 runs/running.json     the trial running now, for the status line (gone when none is)
+runs/.leases/         one flock'ed file per device slot, held by the experiment running on it (eval/leases.py)
+runs/.lock            the serial lock: a lease and an id taken, a recovery, a verdict applied, one at a time
 runs/loop.json        the headless loop's clock, caps and API cost (loop/loop.py)
 runs/report.html      the morning report (eval/record/page.py); test-split numbers never in it
 runs/confirm/         test-split scores (./run.sh confirm) and the report with them: sealed from the agent
@@ -32,6 +34,7 @@ SCORER_LOGS = RUNS / "scorer"
 AUDIT = RUNS / "audit.jsonl"
 RUNNING = RUNS / "running.json"
 LOOP = RUNS / "loop.json"
+LEASES = RUNS / ".leases"
 CONFIRM = RUNS / "confirm"
 
 
