@@ -27,7 +27,7 @@ TASK_DEFAULTS = {
 }
 MOVED_TO_OPTIONS = ("seq_len", "eval_bytes")  # task keys of earlier versions, now evaluator options
 VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0, "paired": "auto",
-                    "compute_tolerance": 0.15}
+                    "compute_tolerance": 0.15, "confirm": "auto"}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
 DEVICES_DEFAULTS = {"gpus": "all", "cpu_slots": 1}  # one slot, the whole machine: one experiment at a time
@@ -60,6 +60,7 @@ class VerdictRule:
     min_spread: float  # floor for the measured spread, in metric units
     paired: str = "auto"  # auto | always | never: when a promising candidate is judged beside fresh runs of the best
     compute_tolerance: float = 0.15  # pairs whose CPU-seconds differ more are not compared, but run again
+    confirm: str = "auto"  # auto | always | never: a keep is confirmed on fresh pairs first (auto: with >1 slot)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import time
@@ -82,8 +83,9 @@ def exclusive(repo: Path):
 
 @contextmanager
 def leased(repo: Path, program: config.Program, say=print):
-    """A device slot of its own for a new experiment, and the experiment's id: (lease, id, dir). Refused (Busy)
-    while every slot is held: with one slot (the default), a second ./run.sh is refused, not queued."""
+    """A device slot of its own for a new experiment, and the experiment's id: (lease, id, dir, slots in the
+    pool). Refused (Busy) while every slot is held: with one slot (the default), a second ./run.sh is refused,
+    not queued."""
     pool = devices.slots(program.devices.gpus, program.devices.cpu_slots)
     with serial(repo):
         held = leases.take(repo, pool)
@@ -99,12 +101,15 @@ def leased(repo: Path, program: config.Program, say=print):
             leases.release(held)
             raise
     try:
-        yield held.lease, run_id, run_dir
+        yield held.lease, run_id, run_dir, len(pool)
     finally:
         leases.release(held)
 
 
 BEST_SOURCE = "best.py"  # runs/<id>/best.py: the best's train.py, as its reruns beside the candidate ran it
+GLOBAL_SOURCE = "global.py"  # runs/<id>/global.py: the global best's train.py, as the keep's confirmation ran it
+CONFIRM = "confirm.json"  # runs/<id>/confirm.json: a keep must be confirmed before it is promoted (confirms())
+CONFIRM_ARMS = {"s": "k", "b": "g"}  # pair_rounds' arms -> the confirmation's: the candidate (k), the global best (g)
 MORE_PAIRS = 1.0  # pairs run again for want of comparable compute, at most this fraction of verdict.seeds more
 
 
@@ -188,16 +193,60 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
     return v, pairs, mine
 
 
+def confirms(rule: config.VerdictRule, slots: int) -> bool:
+    """Whether a keep must be confirmed on fresh pairs before it is promoted: N candidates judged at once give
+    N chances of a false keep (16 at 3.3% each: 42% that one slips through), two independent checks about
+    the square of one (benchmarks/bench_parallel.py)."""
+    return rule.rule == "noise" and (rule.confirm == "always" or rule.confirm == "auto" and slots > 1)
+
+
+def promoted(first: verdict.Verdict, check: verdict.Verdict, against: str) -> verdict.Verdict:
+    """A keep on its first runs stays one only if the fresh pairs beside the global best keep it too."""
+    if check.status == "keep":
+        return dataclasses.replace(first, reason=f"{first.reason}; confirmed beside fresh runs of the global best "
+                                                 f"{against}: {check.reason}")
+    return not_promoted(first, f"not confirmed beside fresh runs of the global best {against} ({check.reason})")
+
+
+def not_promoted(first: verdict.Verdict, why: str) -> verdict.Verdict:
+    return dataclasses.replace(first, status="discard", reason=f"discarded: {why}; its first runs: {first.reason}")
+
+
+def confirmation(task: config.Task, rule: config.VerdictRule, first: verdict.Verdict, run_dir: Path,
+                 best_row: dict | None, earlier: float | None) -> tuple[verdict.Verdict, dict | None]:
+    """The verdict once the keep's confirmation (if one was required) is counted, and what that found."""
+    c = read_json(run_dir / CONFIRM)
+    if c is None or first.status != "keep" or best_row is None:
+        return first, None
+    if not c.get("done"):
+        return not_promoted(first, "its confirmation beside the global best did not finish (the harness was "
+                                   "stopped)"), c
+    if c["best_id"] != best_row["id"]:
+        return not_promoted(first, f"{best_row['id']} became the global best while it was confirmed beside "
+                                   f"{c['best_id']}: try it again on the new best"), c
+    check, pairs, _ = judgement(task, rule, None, seed_runs(run_dir, "k"), seed_runs(run_dir, "g"), earlier)
+    return promoted(first, check, c["best_id"]), {**c, "status": check.status, "reason": check.reason,
+                                                  "pairs": pairs}
+
+
+def earlier_spread(rows: list[dict]) -> float | None:
+    """The seed spread pooled over earlier experiments: for a verdict whose sides measure none."""
+    return verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
+                                  for r in rows if r.get("values") and None not in r["values"]])
+
+
 def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
-    runs, best_runs = seed_runs(repo / RUNS / run_id), seed_runs(repo / RUNS / run_id, "b")
+    run_dir = repo / RUNS / run_id
+    runs, best_runs = seed_runs(run_dir), seed_runs(run_dir, "b")
+    checks = seed_runs(run_dir, "k") + seed_runs(run_dir, "g")
     rows = [r for r in ledger.read(repo) if r["id"] != run_id]
     best_row, best = best_samples(rows, task.direction)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
-    earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
-                                     for r in rows if r.get("values") and None not in r["values"]])
+    earlier = earlier_spread(rows)
     v, pairs, counted = judgement(task, program.verdict, best, runs, best_runs, earlier)
+    v, checked = confirmation(task, program.verdict, v, run_dir, best_row, earlier)
     values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
     reason = v.reason if runs else "interrupted: the run left no metrics (the harness was stopped mid-run)"
@@ -222,12 +271,13 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "paired": bool(pairs),
         "pairs": pairs,
         "best_values": [p["values"][1] for p in pairs if p["comparable"]],
-        "runs": len(runs) + len(best_runs),
-        "compute": [compute_of(m) for m in runs + best_runs],
+        "confirmation": checked,
+        "runs": len(runs) + len(best_runs) + len(checks),
+        "compute": [compute_of(m) for m in runs + best_runs + checks],
         "hypothesis": first.get("hypothesis", ""),
         "phase": program.current_phase.name,
         "peak_memory_mb": first.get("peak_memory_mb"),
-        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs + checks),
         "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
         "applied": False,
     }
@@ -340,17 +390,23 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo)
-    with leased(repo, program, say) as (lease, run_id, run_dir):
-        _, best = best_samples(ledger.read(repo), task.direction)
+    with leased(repo, program, say) as (lease, run_id, run_dir, slots):
+        rows = ledger.read(repo)
+        _, best = best_samples(rows, task.direction)
         best_py = run_dir / BEST_SOURCE
+        sources = {"s": run_dir / "train.py", "k": run_dir / "train.py", "b": best_py, "g": run_dir / GLOBAL_SOURCE}
+        confirm = best is not None and confirms(rule, slots)
+        if confirm:  # from the start: a keep whose confirmation never ended is not promoted (recovery included)
+            write_json(run_dir / CONFIRM, {"best_id": None, "done": False})
 
         def trial(arm: str, k: int, seed: int) -> dict:
-            """Trial k of the candidate (arm s) or of the best's rerun (arm b), measured and summarised."""
+            """Trial k of the candidate (arm s; k in its confirmation), of the best's rerun (b) or of the global
+            best's beside the confirmation (g), measured and summarised."""
             if arm == "s" and k == 1:
                 where, source = (run_id, run_dir), repo / task.train_file
                 announce(repo, run_id, 1, rule.seeds if best is None and rule.rule == "noise" else None, budget)
             else:
-                where, source = trial_dir(run_dir, k, arm), best_py if arm == "b" else run_dir / "train.py"
+                where, source = trial_dir(run_dir, k, arm), sources[arm]
                 where[1].mkdir()
                 announce(repo, where[0], k, None, budget)
             if arm == "b" and not best_py.exists():
@@ -360,15 +416,38 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
             return m
 
         seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), run_id)
+
+        def tell(line: str) -> None:
+            say(f"[{run_id}] {line}")
+
         try:
-            candidate_runs(rule, task.direction, best, seeds, trial, lambda line: say(f"[{run_id}] {line}"))
+            ran = candidate_runs(rule, task.direction, best, seeds, trial, tell)
         except BaseException:
             with contextlib.suppress(OSError):
-                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+                if {p.name for p in run_dir.iterdir()} <= {CONFIRM}:  # nothing ran (no sandbox, no data):
+                    (run_dir / CONFIRM).unlink(missing_ok=True)  # there is nothing to judge
+                    run_dir.rmdir()
             raise
+        if confirm and judgement(task, rule, best, ran["s"], ran["b"], earlier_spread(rows))[0].status == "keep":
+            confirm_keep(repo, program, run_id, trial, tell)
         (repo / RUNNING).unlink(missing_ok=True)  # a parallel experiment may have ended first
         with serial(repo):
             return apply_verdict(repo, run_id, program)
+
+
+def confirm_keep(repo: Path, program: config.Program, run_id: str, trial, say) -> None:
+    """A provisional keep, run again beside fresh runs of the global best (interleaved pairs, fresh seeds) before
+    decide() may promote it; runs/<id>/confirm.json records against which best, and that it ended."""
+    task, rule, run_dir = program.task, program.verdict, repo / RUNS / run_id
+    best_row = ledger.best(ledger.read(repo), task.direction)
+    (run_dir / GLOBAL_SOURCE).write_bytes(history.source_at(repo, best_row["commit"]))
+    c = {"best_id": best_row["id"], "commit": best_row["commit"], "done": False}
+    write_json(run_dir / CONFIRM, c)
+    say(f"kept on its first runs; confirmed beside fresh runs of the global best {best_row['id']} before it is "
+        "promoted (several candidates are judged at once)")
+    seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), f"{run_id}/confirm")
+    pair_rounds(rule, [], seeds, lambda arm, k, seed: trial(CONFIRM_ARMS[arm], k, seed), say)
+    write_json(run_dir / CONFIRM, {**c, "done": True})
 
 
 def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Samples | None, seeds: list[int],

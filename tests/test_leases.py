@@ -117,8 +117,8 @@ def test_an_experiment_is_refused_when_every_slot_is_leased_and_names_the_holder
     finally:
         for h in held:
             leases.release(h)
-    with experiment.leased(repo, program, say=lambda _: None) as (lease, run_id, _):
-        assert (lease.name, run_id) == ("cpu0", "r0001")  # a freed slot serves the next one
+    with experiment.leased(repo, program, say=lambda _: None) as (lease, run_id, _, slots):
+        assert (lease.name, run_id, slots) == ("cpu0", "r0001", 2)  # a freed slot serves the next one
 
 
 AFFINITY = """

@@ -291,7 +291,7 @@ def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
 
     state = iter(machine)
 
-    def measure(repo, program, trial, source, hypothesis, budget, seed, unsafe=False):
+    def measure(repo, program, trial, source, hypothesis, budget, seed, unsafe=False, lease=None):
         run_id, run_dir = trial
         (run_dir / "train.py").write_bytes(source.read_bytes())
         value, cpu = next(state)

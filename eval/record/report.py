@@ -34,7 +34,7 @@ COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("t
 def candidate_cpu(row: dict) -> float | None:
     """Mean CPU-seconds its budget bought (from the start marker to the stop; else all) of the candidate's own
     runs, not the best's reruns: the compute it got."""
-    own = [c for c in row.get("compute") or () if "-b" not in c["id"]]
+    own = [c for c in row.get("compute") or () if "-b" not in c["id"] and "-g" not in c["id"]]
     cpu = [x for c in own if (x := c.get("trained_cpu_seconds") or c.get("cpu_seconds"))]
     return sum(cpu) / len(cpu) if cpu else None
 

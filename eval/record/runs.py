@@ -5,6 +5,8 @@ runs/<id>/            one experiment (r0001, r0002, ...): its first trial's trai
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/<id>/b1, b2 ...  the best's reruns beside a promising candidate (paired verdicts), named <id>-b1, ...
 runs/<id>/c1, c2 ...  retrains of a kept version for ./run.sh confirm (their test scores: runs/confirm/)
+runs/<id>/k1, g1 ...  a keep's confirmation before it is promoted (parallel slots): the candidate (k) beside
+                      fresh runs of the global best (g); runs/<id>/confirm.json says against which, and if it ended
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
 runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
@@ -26,7 +28,7 @@ from pathlib import Path
 
 RUNS = Path("runs")
 EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
-TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbc])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, r0001-b1, r0001-c1
+TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbcgk])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, -b1, -c1, -k1, -g1
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
