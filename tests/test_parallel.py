@@ -8,13 +8,22 @@ real git, ledger and verdict files), on a repository whose devices give two slot
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import git
 import pytest
 
 from benchmarks import bench_parallel
 from eval import experiment
 from eval.record import ledger
-from tests.test_research import baseline_under_load, research_repo, scripted  # noqa: F401 (a fixture)
+from tests.test_research import baseline_under_load, scripted
+
+
+@pytest.fixture
+def research(repo: Path) -> Path:
+    with git.Repo(repo).config_writer() as c:
+        c.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
+    return repo
 
 
 def test_confirmed_keeps_hold_family_wise_false_keeps_to_5_percent_at_8_candidates():
@@ -40,9 +49,9 @@ BETTER = [(1.90, 10.0), (2.01, 10.0), (1.99, 10.0), (1.91, 10.0), (1.89, 10.0), 
     (2, AS_GOOD, "discard", 9),  # two slots: the lucky runs are not confirmed
     (2, BETTER, "keep", 9),
 ])
-def test_a_keep_is_promoted_only_when_fresh_pairs_beside_the_global_best_confirm_it(research_repo, slots,
+def test_a_keep_is_promoted_only_when_fresh_pairs_beside_the_global_best_confirm_it(research, slots,
                                                                                       confirmation, status, runs):
-    repo = research_repo
+    repo = research
     if slots == 2:
         two_slots(repo)
     baseline_under_load(repo)  # r0001, at CPU 10 s: the candidate's runs are alike, judged without pairs
@@ -64,8 +73,8 @@ def test_a_keep_is_promoted_only_when_fresh_pairs_beside_the_global_best_confirm
     assert ("# CANDIDATE" in (repo / "train.py").read_text()) == (status == "keep")
 
 
-def test_a_confirmation_cut_short_is_never_promoted(research_repo):
-    repo = research_repo
+def test_a_confirmation_cut_short_is_never_promoted(research):
+    repo = research
     two_slots(repo)
     baseline_under_load(repo)
     measure = scripted(LUCKY + AS_GOOD[:3])  # k1 g1 g2, then the harness dies
