@@ -27,11 +27,13 @@ from pathlib import Path
 from eval import config, leases, rules, verdict
 from eval.record import history, ledger, morning, page, plot
 from eval.record.runs import (
+    ORIGIN,
     RUNNING,
     RUNS,
     VERDICT,
     experiment_ids,
     new_run_dir,
+    origin,
     read_json,
     seed_dirs,
     trial_dir,
@@ -96,7 +98,8 @@ def leased(repo: Path, program: config.Program, say=print):
         try:
             recover(repo, say)
             run_id, run_dir = new_run_dir(repo / RUNS)
-            leases.claim(held, run_id)
+            write_json(run_dir / ORIGIN, {"worktree": str(repo.resolve())})
+            leases.claim(held, run_id, repo)
         except BaseException:
             leases.release(held)
             raise
@@ -276,6 +279,8 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "compute": [compute_of(m) for m in runs + best_runs + checks],
         "hypothesis": first.get("hypothesis", ""),
         "phase": program.current_phase.name,
+        "branch": history.branch(repo),  # which worker (./run.sh loop --workers): its branch, its worktree
+        "worktree": str(repo.resolve()),
         "peak_memory_mb": first.get("peak_memory_mb"),
         "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs + checks),
         "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
@@ -329,11 +334,23 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
         history.restore_best(repo)
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
+    d["followed"] = follow_best(repo, program.task.direction)
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
     write_report(repo, program)
     d["applied"] = True
     write_json(path, d)
     return d
+
+
+def follow_best(repo: Path, direction: str) -> dict | None:
+    """The rule that keeps workers on one best: after each verdict, a branch that does not hold the global
+    best (the ledger's latest keep, made on another worker's branch) commits its train.py on top and restores
+    train.py to it, so the next candidate starts from it and is judged against it. What it followed, or None."""
+    best = ledger.best(ledger.read(repo), direction)
+    if best is None or not best.get("commit"):
+        return None
+    sha = history.follow(repo, best["id"], best["commit"], best.get("branch") or "another branch")
+    return None if sha is None else {"id": best["id"], "branch": best.get("branch"), "commit": sha}
 
 
 def morning_report(repo: Path, program: config.Program) -> morning.Morning:
@@ -370,7 +387,7 @@ def recover(repo: Path, say=print) -> None:
     for run_id in pending(repo):
         if run_id not in live:
             say(f"[{run_id}] completing the verdict of an interrupted experiment")
-            apply_verdict(repo, run_id)
+            apply_verdict(origin(repo, run_id), run_id)  # in the checkout that ran it: its branch, its train.py
 
 
 def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print,
@@ -424,8 +441,9 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
             ran = candidate_runs(rule, task.direction, best, seeds, trial, tell)
         except BaseException:
             with contextlib.suppress(OSError):
-                if {p.name for p in run_dir.iterdir()} <= {CONFIRM}:  # nothing ran (no sandbox, no data):
-                    (run_dir / CONFIRM).unlink(missing_ok=True)  # there is nothing to judge
+                if {p.name for p in run_dir.iterdir()} <= {CONFIRM, ORIGIN}:  # nothing ran (no sandbox, no data):
+                    for name in (CONFIRM, ORIGIN):  # there is nothing to judge
+                        (run_dir / name).unlink(missing_ok=True)
                     run_dir.rmdir()
             raise
         if confirm and judgement(task, rule, best, ran["s"], ran["b"], earlier_spread(rows))[0].status == "keep":
@@ -556,6 +574,10 @@ def verdict_text(d: dict) -> str:
     else:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
+    if d.get("followed"):
+        f = d["followed"]
+        lines.append(f"another worker's keep {f['id']} (branch {f['branch']}) is the global best: train.py is now "
+                     f"its version, committed on your branch as {f['commit'][:10]}; build on it.")
     if d["log_tail"]:
         lines.append("log tail:\n" + quoted(d["log_tail"]))
     lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "

@@ -55,9 +55,10 @@ def take(repo: Path, pool: list[Lease]) -> Held | None:
     return None
 
 
-def claim(held: Held, run_id: str) -> None:
-    """Write into the lease file which experiment holds it."""
-    data = json.dumps({"run": run_id, "pid": os.getpid(), "since": time.time(), **held.lease.record()})
+def claim(held: Held, run_id: str, worktree: Path) -> None:
+    """Write into the lease file which experiment holds it, from which checkout (a worker's worktree)."""
+    data = json.dumps({"run": run_id, "worktree": str(worktree.resolve()), "pid": os.getpid(), "since": time.time(),
+                       **held.lease.record()})
     os.ftruncate(held.fd, 0)
     os.pwrite(held.fd, data.encode(), 0)
 
@@ -67,7 +68,7 @@ def release(held: Held) -> None:
 
 
 def holders(repo: Path) -> dict[str, dict]:
-    """slot name -> what its holder wrote (run, pid, since, cpus, gpus), for every slot held now."""
+    """slot name -> what its holder wrote (run, worktree, pid, since, cpus, gpus), for every slot held now."""
     found = {}
     for file in sorted((repo / LEASES).glob("*.lock")):
         fd = try_lock(file)

@@ -67,7 +67,7 @@ from sandbox.job import Lease
 repo = Path(sys.argv[1])
 with experiment.serial(repo):
     held = leases.take(repo, [Lease("cpu0", (0,))])
-    leases.claim(held, sys.argv[2])
+    leases.claim(held, sys.argv[2], repo)
 print("held", flush=True)
 time.sleep(600)
 """
@@ -110,7 +110,7 @@ def test_an_experiment_is_refused_when_every_slot_is_leased_and_names_the_holder
     with experiment.serial(repo):
         held = [leases.take(repo, pool) for _ in pool]
         for h, run_id in zip(held, ("r0007", "r0008"), strict=True):
-            leases.claim(h, run_id)
+            leases.claim(h, run_id, repo)
     try:
         with pytest.raises(experiment.Busy, match=r"all 2 device slots are leased \(cpu0: r0007, cpu1: r0008\)"):
             experiment.run_experiment(repo, "a third", budget=1, unsafe=False, say=lambda _: None)

@@ -22,6 +22,7 @@ from eval.record.text import refusal
 TRACKED = ("train.py", "scratchpad.md")
 DISCARDED = "refs/autoresearch/discarded"
 TRAILER = "Autoresearch-Experiment"
+FOLLOWED = "Autoresearch-Follows"  # a worker moved onto another worker's keep (eval/experiment.py follow_best)
 HARNESS = git.Actor("autoresearch harness", "autoresearch@harness.invalid")  # the harness commits, not a person
 IDENTITY = {"GIT_AUTHOR_NAME": HARNESS.name, "GIT_AUTHOR_EMAIL": HARNESS.email,
             "GIT_COMMITTER_NAME": HARNESS.name, "GIT_COMMITTER_EMAIL": HARNESS.email}
@@ -110,6 +111,32 @@ def restore_best(repo: Path) -> None:
     r = open_repo(repo)
     (repo / "train.py").write_bytes(r.head.commit.tree["train.py"].data_stream.read())
     r.index.add(["train.py"])
+
+
+def follow(repo: Path, best_id: str, commit: str, branch: str) -> str | None:
+    """Move this branch onto the global best, another worker's keep: a commit of its train.py on top of HEAD,
+    and train.py restored to it. Its sha; None when HEAD already holds that train.py (nothing to do)."""
+    r = open_repo(repo)
+    blob = r.git.rev_parse(f"{commit}:train.py")
+    if r.git.rev_parse("HEAD:train.py") == blob:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:  # a private index: the real one is not touched
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        r.git.read_tree("HEAD", env=env)
+        r.git.update_index("--add", "--cacheinfo", f"100644,{blob},train.py", env=env)
+        tree = r.git.write_tree(env=env)
+    message = checked(f"follow {best_id}: the global best, kept on {branch}\n\n{FOLLOWED}: {best_id} {commit}\n")
+    parent = r.head.commit.hexsha
+    sha = r.git.commit_tree(tree, "-p", parent, "-m", message, env=IDENTITY)
+    r.git.update_ref("-m", f"autoresearch: follow {best_id}", "HEAD", sha, parent)
+    restore_best(repo)
+    return sha
+
+
+def branch(repo: Path) -> str | None:
+    """The branch this checkout (or worktree) is on; None when detached."""
+    name = open_repo(repo).git.rev_parse("--abbrev-ref", "HEAD")
+    return None if name == "HEAD" else name
 
 
 def best_source(repo: Path) -> bytes:

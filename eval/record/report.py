@@ -78,6 +78,19 @@ def report(repo: Path, rows: list[dict], metric: str, direction: str, n: int) ->
     ])
 
 
+def workers_table(workers: list[dict], rows: list[dict], held: dict[str, dict]) -> str:
+    """./run.sh loop --workers: each worker's branch, the slot it holds and the experiment running there, and
+    its last verdict (the ledger's rows carry the worktree that made them)."""
+    lines = [f"{'worker':<7} {'branch':<24} {'slot':<6} {'running':<8} last verdict"]
+    for w in workers:
+        slot, lease = next(((n, h) for n, h in held.items() if h.get("worktree") == w["worktree"]), ("-", {}))
+        last = next((r for r in reversed(rows) if r.get("worktree") == w["worktree"]), None)
+        verdict = "-" if last is None else f"{last['id']} {last.get('status')} {number(last.get('mean'), '{:.6f}')}"
+        lines.append(f"{visible(w['name'], keep=''):<7} {visible(w['branch'], keep=''):<24} {slot:<6} "
+                     f"{lease.get('run', '-'):<8} {verdict}" + (f"  (stopped: {w['stop']})" if w.get("stop") else ""))
+    return "\n".join(lines)
+
+
 def load_runs(runs: Path) -> list[dict]:
     """Before the first verdict: the runs' own metrics.json files."""
     found = []

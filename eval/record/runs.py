@@ -1,7 +1,8 @@
 """The layout of runs/, and the one way to write a file there: whole or not at all.
 
 runs/<id>/            one experiment (r0001, r0002, ...): its first trial's train.py, train.log,
-                      metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment
+                      metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment;
+                      origin.json: the checkout that started it (a worker's worktree, when workers share runs/)
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/<id>/b1, b2 ...  the best's reruns beside a promising candidate (paired verdicts), named <id>-b1, ...
 runs/<id>/c1, c2 ...  retrains of a kept version for ./run.sh confirm (their test scores: runs/confirm/)
@@ -32,6 +33,7 @@ TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbcgk])(\d+))?$")  # a trial: r0001 (the
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
+ORIGIN = "origin.json"
 SCORER_LOGS = RUNS / "scorer"
 AUDIT = RUNS / "audit.jsonl"
 RUNNING = RUNS / "running.json"
@@ -52,6 +54,13 @@ def new_run_dir(runs: Path) -> tuple[str, Path]:
             return run_id, runs / run_id
         except FileExistsError:
             n += 1
+
+
+def origin(repo: Path, run_id: str) -> Path:
+    """The checkout that started the experiment: its verdict is applied there (its branch, its train.py). The
+    repo asking, for an experiment that did not record one (or whose worktree is gone)."""
+    where = (read_json(repo / RUNS / run_id / ORIGIN) or {}).get("worktree")
+    return Path(where) if isinstance(where, str) and Path(where).is_dir() else repo.resolve()
 
 
 def experiment_ids(repo: Path) -> list[str]:
