@@ -146,7 +146,8 @@ def best_source(repo: Path) -> bytes:
 
 def source_at(repo: Path, commit: str) -> bytes:
     """train.py as a commit holds it (a kept version, for confirm's retrains)."""
-    return open_repo(repo).commit(commit).tree["train.py"].data_stream.read()
+    r = open_repo(repo)  # held while it reads: a collected Repo closes the stream under the read (seen in threads)
+    return r.commit(commit).tree["train.py"].data_stream.read()
 
 
 def head(repo: Path) -> str:
