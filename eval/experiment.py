@@ -198,8 +198,8 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
 
 def confirms(rule: config.VerdictRule, slots: int) -> bool:
     """Whether a keep must be confirmed on fresh pairs before it is promoted: N candidates judged at once give
-    N chances of a false keep (16 at 3.3% each: 42% that one slips through), two independent checks about
-    the square of one (benchmarks/bench_parallel.py)."""
+    N chances of a false keep (8 at once: one family in five keeps one that is no better), two independent
+    checks about the square of one's (1.9%: benchmarks/bench_parallel.py)."""
     return rule.rule == "noise" and (rule.confirm == "always" or rule.confirm == "auto" and slots > 1)
 
 
