@@ -43,9 +43,11 @@ def report(repo: Path, call_id: object) -> str:
     try:
         with experiment.serial(repo, wait_s=SERIAL_WAIT_S):
             experiment.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
+            here = str(repo.resolve())  # one experiment at a time per checkout: a worker's neighbours run on
+            running = [h["run"] for h in leases.holders(repo).values() if h.get("worktree") == here]
+            if running:
+                raise experiment.Busy(f"{running[0]} is still running in this checkout")
             run_id = calls.claim(repo, call_id)
-            if run_id in leases.live_runs(repo):
-                raise experiment.Busy(f"{run_id} is still running")
             return NO_RUN if run_id is None else experiment.verdict_text(experiment.apply_verdict(repo, run_id))
     except experiment.Busy as e:
         return f"{e}. Its verdict will be applied when it ends; do not start another run."
