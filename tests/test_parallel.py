@@ -92,3 +92,20 @@ def test_a_confirmation_cut_short_is_never_promoted(research):
     row = ledger.read(repo)[-1]
     assert (row["id"], row["status"]) == ("r0002", "discard")
     assert "its confirmation beside the global best did not finish" in row["reason"]
+
+
+def test_a_keep_overtaken_by_another_workers_keep_while_it_is_confirmed_is_not_promoted(research):
+    repo = research
+    two_slots(repo)
+    baseline_under_load(repo)
+    measure = scripted(LUCKY + BETTER)
+
+    def meanwhile_another_keep(repo, program, trial, *args, **kwargs):
+        if trial[0] == "r0002-g1":  # another worker's keep lands in the one ledger while this one is confirmed
+            ledger.append(repo, {**ledger.read(repo)[-1], "id": "r0099"})
+        return measure(repo, program, trial, *args, **kwargs)
+
+    d = experiment.run_experiment(repo, "better, but late", None, False, say=lambda _: None,
+                                  measure=meanwhile_another_keep)
+    assert d["status"] == "discard" and d["confirmation"]["best_id"] == "r0001"
+    assert "r0099 became the global best while it was confirmed beside r0001: try it again" in d["reason"]
