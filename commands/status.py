@@ -13,7 +13,23 @@ from pathlib import Path
 
 from eval import config
 from eval.record import ledger
-from eval.record.report import ROWS, best_of, load_runs, report, runs_table
+from eval.record.report import ROWS, best_of, load_runs, report, runs_table, workers_table
+from eval.record.runs import LOOP, read_json
+
+
+def show_workers(repo: Path, rows: list[dict]) -> None:
+    """The workers of the last ./run.sh loop --workers, with the slots they hold now."""
+    workers = (read_json(repo / LOOP) or {}).get("workers") or []
+    if not workers:
+        return
+    from eval import experiment, leases  # the lease probe needs the serial lock
+
+    try:
+        with experiment.serial(repo, wait_s=5):
+            held = leases.holders(repo)
+    except experiment.Busy:
+        held = {}
+    print("\n" + workers_table(workers, rows, held))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"status: {w.message}", file=sys.stderr)
         if rows:
             print(report(repo, rows, task.metric, task.direction, args.rows))
+            show_workers(repo, rows)
             return 0
     runs = load_runs(repo / "runs")
     if not runs:

@@ -30,16 +30,17 @@ TASK_DEFAULTS = {
 }
 MOVED_TO_OPTIONS = ("seq_len", "eval_bytes")  # task keys of earlier versions, now evaluator options
 VERDICT_DEFAULTS = {"rule": "noise", "k": 2.2, "seeds": 3, "min_spread": 0.0, "paired": "auto",
-                    "compute_tolerance": 0.15}
+                    "compute_tolerance": 0.15, "confirm": "auto"}
 BUDGET_DEFAULTS = {"hours": 8.0, "experiments": 100}
 SANDBOX_DEFAULTS = {"memory_gb": 8, "pids": 512, "shm_mb": 1024, "output_mb": 512, "score_seconds": 120}
+DEVICES_DEFAULTS = {"gpus": "all", "cpu_slots": 1}  # one slot, the whole machine: one experiment at a time
 
 
 # What task.code and task.editable may not name: the harness, its records and the held-out data.
 HARNESS_OWNED = ("eval", "hooks", "sandbox", "commands", "replay", "loop", "tests", "benchmarks", "data", "runs",
                  "sessions", ".git", ".claude", ".venv", "program.md", "run.sh", "pyproject.toml", "scratchpad.md")
 # Names a run dir already uses: an editable file is snapshotted at runs/<id>/<path>.
-RUN_DIR_NAMES = ("out", "score_in", "train.log", "metrics.json", "score.json", "verdict.json", "best")
+RUN_DIR_NAMES = ("out", "score_in", "train.log", "metrics.json", "score.json", "verdict.json", "best", "global")
 
 
 class ConfigError(ValueError):
@@ -71,12 +72,21 @@ class VerdictRule:
     min_spread: float  # floor for the measured spread, in metric units
     paired: str = "auto"  # auto | always | never: when a promising candidate is judged beside fresh runs of the best
     compute_tolerance: float = 0.15  # pairs whose CPU-seconds differ more are not compared, but run again
+    confirm: str = "auto"  # auto | always | never: a keep is confirmed on fresh pairs first (auto: with >1 slot)
 
 
 @dataclass(frozen=True)
 class Budget:
     hours: float
     experiments: int
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What the harness owns, split into slots that experiments lease one each (sandbox/devices.py)."""
+
+    gpus: str | tuple[int, ...]  # all | auto | the GPU indices
+    cpu_slots: int  # slots of disjoint cores, on a machine (or a choice) without GPUs
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class Program:
     body: str
     verdict: VerdictRule
     budget: Budget
+    devices: Devices
 
 
 def split_front_matter(text: str, source: str) -> tuple[str, str]:
@@ -161,7 +172,9 @@ def build(data: dict, body: str, source: str) -> Program:
     current = phases[names.index(data["current_phase"])]
     verdict = VerdictRule(**{**VERDICT_DEFAULTS, **data.get("verdict", {})})
     budget = Budget(**{**BUDGET_DEFAULTS, **data.get("budget", {})})
-    return Program(task, limits, phases, current, body, verdict, budget)
+    devices = {**DEVICES_DEFAULTS, **data.get("devices", {})}
+    gpus = devices["gpus"] if isinstance(devices["gpus"], str) else tuple(devices["gpus"])
+    return Program(task, limits, phases, current, body, verdict, budget, Devices(gpus, devices["cpu_slots"]))
 
 
 def project_path(path: str, key: str, source: str) -> str:
@@ -184,7 +197,7 @@ def check_files(task: Task, source: str) -> None:
     if "train.py" not in task.editable:
         raise ConfigError(f"{source}: task.editable must include train.py, the entry point every run starts")
     for path in task.editable:
-        if PurePosixPath(path).parts[0] in RUN_DIR_NAMES or re.fullmatch(r"[sbc]\d+", PurePosixPath(path).parts[0]):
+        if PurePosixPath(path).parts[0] in RUN_DIR_NAMES or re.fullmatch(r"[sbcgk]\d+", PurePosixPath(path).parts[0]):
             raise ConfigError(f"{source}: task.editable: '{path}' clashes with a name in runs/<id>/; rename it")
         inside = [c for c in task.code if PurePosixPath(path).is_relative_to(c)]
         if inside:

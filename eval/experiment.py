@@ -16,6 +16,7 @@ A kill -9 anywhere leaves a state the next ./run.sh (or the PostToolUse hook) co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import statistics
@@ -24,14 +25,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval import config, rules, verdict
+from eval import config, leases, rules, verdict
 from eval.record import history, ledger, morning, page, plot, tasks
 from eval.record.runs import (
+    ORIGIN,
     RUNNING,
     RUNS,
     VERDICT,
     experiment_ids,
     new_run_dir,
+    origin,
     read_json,
     seed_dirs,
     trial_dir,
@@ -39,8 +42,11 @@ from eval.record.runs import (
 )
 from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
+from sandbox import devices
 
 LOCK = ".lock"
+SERIAL_WAIT_S = 120  # the longest wait for another experiment's verdict step (plot, report, git: seconds)
+RUNNING_ALREADY = "another experiment is running in this repository; wait for its verdict"
 
 
 class Busy(RuntimeError):
@@ -52,18 +58,64 @@ class BadHypothesis(ValueError):
 
 
 @contextmanager
-def exclusive(repo: Path):
-    """One experiment at a time per repository: a second ./run.sh is refused, not queued."""
+def serial(repo: Path, wait_s: float = SERIAL_WAIT_S):
+    """The repository's short critical sections, one at a time: taking a lease and an experiment id, recovery,
+    applying a verdict (git, ledger, plot, report). Busy after wait_s (0: at once) of waiting."""
     (repo / RUNS).mkdir(exist_ok=True)
+    deadline = time.monotonic() + wait_s
     with open(repo / RUNS / LOCK, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy("another experiment is running in this repository; wait for its verdict") from None
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy(RUNNING_ALREADY) from None
+                time.sleep(0.05)
         yield
 
 
+@contextmanager
+def exclusive(repo: Path):
+    """No experiment runs in this repository, and none starts meanwhile (the loop completes one cut short)."""
+    with serial(repo, wait_s=0):
+        if leases.holders(repo):
+            raise Busy(RUNNING_ALREADY)
+        yield
+
+
+@contextmanager
+def leased(repo: Path, program: config.Program, say=print):
+    """A device slot of its own for a new experiment, and the experiment's id: (lease, id, dir, slots in the
+    pool). Refused (Busy) while every slot is held: with one slot (the default), a second ./run.sh is refused,
+    not queued."""
+    pool = devices.slots(program.devices.gpus, program.devices.cpu_slots)
+    with serial(repo):
+        held = leases.take(repo, pool)
+        if held is None:
+            running = ", ".join(f"{name}: {h.get('run', '?')}" for name, h in leases.holders(repo).items())
+            raise Busy(RUNNING_ALREADY if len(pool) == 1 else
+                       f"all {len(pool)} device slots are leased ({running}); wait for a verdict")
+        try:
+            recover(repo, say)
+            if moved := tasks.switch(repo, task_identity(repo, program.task), ledger.read(repo)):
+                say(moved)
+            run_id, run_dir = new_run_dir(repo / RUNS)
+            write_json(run_dir / ORIGIN, {"worktree": str(repo.resolve())})
+            leases.claim(held, run_id, repo)
+        except BaseException:
+            leases.release(held)
+            raise
+    try:
+        yield held.lease, run_id, run_dir, len(pool)
+    finally:
+        leases.release(held)
+
+
 BEST_SOURCE = "best"  # runs/<id>/best/: the best's editable files, as its reruns beside the candidate ran them
+GLOBAL_SOURCE = "global"  # runs/<id>/global/: the global best's editable files, as the keep's confirmation ran them
+CONFIRM = "confirm.json"  # runs/<id>/confirm.json: a keep must be confirmed before it is promoted (confirms())
+CONFIRM_ARMS = {"s": "k", "b": "g"}  # pair_rounds' arms -> the confirmation's: the candidate (k), the global best (g)
 MORE_PAIRS = 1.0  # pairs run again for want of comparable compute, at most this fraction of verdict.seeds more
 
 
@@ -147,16 +199,60 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
     return v, pairs, mine
 
 
+def confirms(rule: config.VerdictRule, slots: int) -> bool:
+    """Whether a keep must be confirmed on fresh pairs before it is promoted: N candidates judged at once give
+    N chances of a false keep (8 at once: one family in five keeps one that is no better), two independent
+    checks about the square of one's (1.9%: benchmarks/bench_parallel.py)."""
+    return rule.rule == "noise" and (rule.confirm == "always" or rule.confirm == "auto" and slots > 1)
+
+
+def promoted(first: verdict.Verdict, check: verdict.Verdict, against: str) -> verdict.Verdict:
+    """A keep on its first runs stays one only if the fresh pairs beside the global best keep it too."""
+    if check.status == "keep":
+        return dataclasses.replace(first, reason=f"{first.reason}; confirmed beside fresh runs of the global best "
+                                                 f"{against}: {check.reason}")
+    return not_promoted(first, f"not confirmed beside fresh runs of the global best {against} ({check.reason})")
+
+
+def not_promoted(first: verdict.Verdict, why: str) -> verdict.Verdict:
+    return dataclasses.replace(first, status="discard", reason=f"discarded: {why}; its first runs: {first.reason}")
+
+
+def confirmation(task: config.Task, rule: config.VerdictRule, first: verdict.Verdict, run_dir: Path,
+                 best_row: dict | None, earlier: float | None) -> tuple[verdict.Verdict, dict | None]:
+    """The verdict once the keep's confirmation (if one was required) is counted, and what that found."""
+    c = read_json(run_dir / CONFIRM)
+    if c is None or first.status != "keep" or best_row is None:
+        return first, None
+    if not c.get("done"):
+        return not_promoted(first, "its confirmation beside the global best did not finish (the harness was "
+                                   "stopped)"), c
+    if c["best_id"] != best_row["id"]:
+        return not_promoted(first, f"{best_row['id']} became the global best while it was confirmed beside "
+                                   f"{c['best_id']}: try it again on the new best"), c
+    check, pairs, _ = judgement(task, rule, None, seed_runs(run_dir, "k"), seed_runs(run_dir, "g"), earlier)
+    return promoted(first, check, c["best_id"]), {**c, "status": check.status, "reason": check.reason,
+                                                  "pairs": pairs}
+
+
+def earlier_spread(rows: list[dict]) -> float | None:
+    """The seed spread pooled over earlier experiments: for a verdict whose sides measure none."""
+    return verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
+                                  for r in rows if r.get("values") and None not in r["values"]])
+
+
 def decide(repo: Path, run_id: str, program: config.Program) -> dict:
     """Judge the experiment's seeds against the best so far; the decision, as written to verdict.json."""
     task = program.task
-    runs, best_runs = seed_runs(repo / RUNS / run_id), seed_runs(repo / RUNS / run_id, "b")
+    run_dir = repo / RUNS / run_id
+    runs, best_runs = seed_runs(run_dir), seed_runs(run_dir, "b")
+    checks = seed_runs(run_dir, "k") + seed_runs(run_dir, "g")
     rows = [r for r in ledger.read(repo) if r["id"] != run_id]
     best_row, best = best_samples(rows, task.direction)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
-    earlier = verdict.pooled_spread([verdict.Samples(tuple(r["values"]), tuple(r.get("models") or ()))
-                                     for r in rows if r.get("values") and None not in r["values"]])
+    earlier = earlier_spread(rows)
     v, pairs, counted = judgement(task, program.verdict, best, runs, best_runs, earlier)
+    v, checked = confirmation(task, program.verdict, v, run_dir, best_row, earlier)
     fresh = [p["values"][1] for p in pairs if p["comparable"]]  # the best's reruns it was judged against
     values = [m["value"] for m in counted]
     first = runs[0] if runs else {}
@@ -182,12 +278,15 @@ def decide(repo: Path, run_id: str, program: config.Program) -> dict:
         "paired": bool(pairs),
         "pairs": pairs,
         "best_values": fresh,
-        "runs": len(runs) + len(best_runs),
-        "compute": [compute_of(m) for m in runs + best_runs],
+        "confirmation": checked,
+        "runs": len(runs) + len(best_runs) + len(checks),
+        "compute": [compute_of(m) for m in runs + best_runs + checks],
         "hypothesis": first.get("hypothesis", ""),
         "phase": program.current_phase.name,
+        "branch": history.branch(repo),  # which worker (./run.sh loop --workers): its branch, its worktree
+        "worktree": str(repo.resolve()),
         "peak_memory_mb": first.get("peak_memory_mb"),
-        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs),
+        "total_seconds": sum(m.get("total_seconds", 0) for m in runs + best_runs + checks),
         "log_tail": "" if outcome == "ok" else (runs[-1].get("log_tail", "") if runs else ""),
         "applied": False,
     }
@@ -198,6 +297,7 @@ def compute_of(m: dict) -> dict:
     return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "trained_cpu_seconds": m.get("trained_cpu_seconds"),
             "training_seconds": m.get("training_seconds"),
             "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
+            "lease": (m.get("lease") or {}).get("name"),
             "steps": (m.get("reported") or {}).get("steps")}
 
 
@@ -240,11 +340,24 @@ def apply_verdict(repo: Path, run_id: str, program: config.Program | None = None
             history.restore_best(repo, editable)
         d["diff_ref"], d["commit"] = None, history.head(repo)
     ledger.append(repo, {k: v for k, v in d.items() if k not in ("applied", "log_tail")})
+    d["followed"] = follow_best(repo, program.task)
     plot.draw(repo, ledger.read(repo), d["metric"], d["direction"])
     write_report(repo, program)
     d["applied"] = True
     write_json(path, d)
     return d
+
+
+def follow_best(repo: Path, task: config.Task) -> dict | None:
+    """The rule that keeps workers on one best: after each verdict, a branch that does not hold the global
+    best (the ledger's latest keep, made on another worker's branch) commits its editable files on top and
+    restores them to it, so the next candidate starts from it and is judged against it. What it followed,
+    or None."""
+    best = ledger.best(ledger.read(repo), task.direction)
+    if best is None or not best.get("commit"):
+        return None
+    sha = history.follow(repo, best["id"], best["commit"], best.get("branch") or "another branch", task.editable)
+    return None if sha is None else {"id": best["id"], "branch": best.get("branch"), "commit": sha}
 
 
 def morning_report(repo: Path, program: config.Program) -> morning.Morning:
@@ -269,15 +382,19 @@ def pending(repo: Path) -> list[str]:
 
 
 def recover(repo: Path, say=print) -> None:
-    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts."""
+    """Finish what a killed harness left: its containers, a torn ledger line, unapplied verdicts. Experiments
+    still running (a held lease names them) are left alone. Call it under the serial lock."""
     from sandbox.backends import remove_leftovers  # the sandbox stack: only runs need it
 
-    for name in remove_leftovers(str((repo / RUNS).resolve()) + "/"):
+    live = leases.live_runs(repo)
+    spare = tuple(str((repo / RUNS / i).resolve()) for i in live)
+    for name in remove_leftovers(str((repo / RUNS).resolve()) + "/", spare):
         say(f"removed the container {name} left running by an interrupted experiment")
     ledger.repair(repo)
     for run_id in pending(repo):
-        say(f"[{run_id}] completing the verdict of an interrupted experiment")
-        apply_verdict(repo, run_id)
+        if run_id not in live:
+            say(f"[{run_id}] completing the verdict of an interrupted experiment")
+            apply_verdict(origin(repo, run_id), run_id)  # in the checkout that ran it: its branch, its train.py
 
 
 def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print,
@@ -297,39 +414,65 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo, task.editable)
-    with exclusive(repo):
-        recover(repo, say)
-        if moved := tasks.switch(repo, task_identity(repo, task), ledger.read(repo)):
-            say(moved)
-        _, best = best_samples(ledger.read(repo), task.direction)
-        run_id, run_dir = new_run_dir(repo / RUNS)
+    with leased(repo, program, say) as (lease, run_id, run_dir, slots):
+        rows = ledger.read(repo)
+        _, best = best_samples(rows, task.direction)
+        sources = {"s": run_dir / "train.py", "k": run_dir / "train.py", "b": run_dir / BEST_SOURCE / "train.py",
+                   "g": run_dir / GLOBAL_SOURCE / "train.py"}
+        confirm = best is not None and confirms(rule, slots)
+        if confirm:  # from the start: a keep whose confirmation never ended is not promoted (recovery included)
+            write_json(run_dir / CONFIRM, {"best_id": None, "done": False})
 
         def trial(arm: str, k: int, seed: int) -> dict:
-            """Trial k of the candidate (arm s) or of the best's rerun (arm b), measured and summarised."""
+            """Trial k of the candidate (arm s; k in its confirmation), of the best's rerun (b) or of the global
+            best's beside the confirmation (g), measured and summarised."""
             if arm == "s" and k == 1:
                 where, source = (run_id, run_dir), repo / task.train_file
                 announce(repo, run_id, 1, rule.seeds if best is None and rule.rule == "noise" else None, budget)
             else:
-                where, source = trial_dir(run_dir, k, arm), run_dir / "train.py"
+                where, source = trial_dir(run_dir, k, arm), sources[arm]
                 where[1].mkdir()
                 announce(repo, where[0], k, None, budget)
-            if arm == "b":
-                source = run_dir / BEST_SOURCE / "train.py"
-                if not source.exists():
-                    history.write_version(repo, "HEAD", task.editable, run_dir / BEST_SOURCE)
-            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe)
+            if arm == "b" and not source.exists():
+                history.write_version(repo, "HEAD", task.editable, source.parent)
+            m = measure(repo, program, where, source, hypothesis, budget, seed, unsafe, lease=lease)
             say(summary(m))
             return m
 
         seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), run_id)
+
+        def tell(line: str) -> None:
+            say(f"[{run_id}] {line}")
+
         try:
-            candidate_runs(rule, task.direction, best, seeds, trial, lambda line: say(f"[{run_id}] {line}"))
+            ran = candidate_runs(rule, task.direction, best, seeds, trial, tell)
         except BaseException:
             with contextlib.suppress(OSError):
-                run_dir.rmdir()  # still empty: nothing ran (no sandbox, no data), so there is nothing to judge
+                if {p.name for p in run_dir.iterdir()} <= {CONFIRM, ORIGIN}:  # nothing ran (no sandbox, no data):
+                    for name in (CONFIRM, ORIGIN):  # there is nothing to judge
+                        (run_dir / name).unlink(missing_ok=True)
+                    run_dir.rmdir()
             raise
-        (repo / RUNNING).unlink()
-        return apply_verdict(repo, run_id, program)
+        if confirm and judgement(task, rule, best, ran["s"], ran["b"], earlier_spread(rows))[0].status == "keep":
+            confirm_keep(repo, program, run_id, trial, tell)
+        (repo / RUNNING).unlink(missing_ok=True)  # a parallel experiment may have ended first
+        with serial(repo):
+            return apply_verdict(repo, run_id, program)
+
+
+def confirm_keep(repo: Path, program: config.Program, run_id: str, trial, say) -> None:
+    """A provisional keep, run again beside fresh runs of the global best (interleaved pairs, fresh seeds) before
+    decide() may promote it; runs/<id>/confirm.json records against which best, and that it ended."""
+    task, rule, run_dir = program.task, program.verdict, repo / RUNS / run_id
+    best_row = ledger.best(ledger.read(repo), task.direction)
+    history.write_version(repo, best_row["commit"], program.task.editable, run_dir / GLOBAL_SOURCE)
+    c = {"best_id": best_row["id"], "commit": best_row["commit"], "done": False}
+    write_json(run_dir / CONFIRM, c)
+    say(f"kept on its first runs; confirmed beside fresh runs of the global best {best_row['id']} before it is "
+        "promoted (several candidates are judged at once)")
+    seeds = verdict.harness_seeds(task.seed, rule.seeds + int(MORE_PAIRS * rule.seeds), f"{run_id}/confirm")
+    pair_rounds(rule, [], seeds, lambda arm, k, seed: trial(CONFIRM_ARMS[arm], k, seed), say)
+    write_json(run_dir / CONFIRM, {**c, "done": True})
 
 
 def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Samples | None, seeds: list[int],
@@ -437,7 +580,8 @@ def verdict_text(d: dict) -> str:
         lines.append(f"compared beside fresh runs of the best, {d['runs']} runs in all: "
                      + "; ".join(pair_text(p) for p in d["pairs"]))
     elif d.get("compute"):
-        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"]))
+        lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"])
+                     + "".join(sorted({f" (device slot {c['lease']})" for c in d["compute"] if c.get("lease")})))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     elif d["best_id"] is None:
@@ -447,6 +591,10 @@ def verdict_text(d: dict) -> str:
     else:
         lines.append(f"train.py: restored to the best version ({d['commit'][:10]}); your candidate is kept as "
                      f"{d['diff_ref']} (git diff {d['commit'][:10]} {d['diff_ref']}).")
+    if d.get("followed"):
+        f = d["followed"]
+        lines.append(f"another worker's keep {f['id']} (branch {f['branch']}) is the global best: train.py is now "
+                     f"its version, committed on your branch as {f['commit'][:10]}; build on it.")
     if d["log_tail"]:
         lines.append("log tail:\n" + quoted(d["log_tail"]))
     lines.append(f"Now record {d['id']} in scratchpad.md (Experiment log: id | verdict | metric | change | lesson); "

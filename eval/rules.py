@@ -7,6 +7,7 @@ They read the research state (ledger, scratchpad) and decide nothing about shell
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -27,8 +28,20 @@ def phase_spent(rows: list[dict], phase: Phase) -> bool:
 
 
 def last_judged(repo: Path) -> str | None:
-    """The id of the newest experiment that has a verdict."""
-    return next((i for i in reversed(experiment_ids(repo)) if (repo / RUNS / i / VERDICT).exists()), None)
+    """The id of the newest experiment that has a verdict: of this worker's, where runs/ is shared by workers
+    (a link to the home's, ./run.sh loop --workers)."""
+    here = str(repo.resolve()) if (repo / RUNS).is_symlink() else None
+    for i in reversed(experiment_ids(repo)):
+        if (repo / RUNS / i / VERDICT).exists() and (here is None or mine(repo / RUNS / i / VERDICT, here)):
+            return i
+    return None
+
+
+def mine(verdict_file: Path, worktree: str) -> bool:
+    try:
+        return json.loads(verdict_file.read_text()).get("worktree") == worktree
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: counted, so the gate asks for a note rather than skipping one
 
 
 def unrecorded(repo: Path) -> str | None:

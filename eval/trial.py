@@ -33,7 +33,7 @@ from eval.scoring.score import MARKER
 from sandbox.backends import select_backend
 from sandbox.gpu import has_gpu
 from sandbox.heartbeat import Heartbeat
-from sandbox.job import SANDBOX_ENV, Control, Job, Mask, Mount, Result, SandboxFailed
+from sandbox.job import SANDBOX_ENV, Control, Job, Lease, Mask, Mount, Result, SandboxFailed
 from sandbox.runtime import python_executable
 
 REPORTED_KEYS = {"steps": int, "tokens": int, "tokens_per_second": float, "peak_vram_mb": float,
@@ -55,14 +55,21 @@ class Measure(Protocol):
     """How a trial is measured: in the sandbox (run_trial), or from a recording (replay/recorded.py)."""
 
     def __call__(self, repo: Path, program: config.Program, trial: tuple[str, Path], source: Path,
-                 hypothesis: str, budget: float, seed: int, unsafe: bool = False) -> dict: ...
+                 hypothesis: str, budget: float, seed: int, unsafe: bool = False,
+                 lease: Lease | None = None) -> dict: ...
+
+
+def uses_gpu(lease: Lease | None) -> bool:
+    """The job gets a GPU: its slot's, or (no lease) any this host has."""
+    return has_gpu() if lease is None else bool(lease.gpus)
 
 
 def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, seed: int,
-                 masks: tuple[Mask, ...] | None = None, repo: Path | None = None) -> Job:
+                 masks: tuple[Mask, ...] | None = None, repo: Path | None = None, lease: Lease | None = None) -> Job:
     """train.py behind the harness's launcher; the clock (eval/clock.py) stops it, timeout_s is the backstop.
     masks: what to hide (heldout.ensure's answer); by default, everything the manifest says is held out.
-    repo: where task.code is read from (by default data_dir's parent, the repository)."""
+    repo: where task.code is read from (by default data_dir's parent, the repository).
+    lease: the device slot it runs on (eval/leases.py); None: the whole machine."""
     task, repo = program.task, repo or data_dir.parent
     code = code_mounts(repo, task, run_dir)
     manifest = load_manifest(data_dir)
@@ -79,9 +86,10 @@ def training_job(program: config.Program, run_dir: Path, data_dir: Path, budget:
         limits=program.limits,
         out_dir=run_dir / "out",
         workdir="/out",
-        gpu=has_gpu(),
+        gpu=uses_gpu(lease),
         owner=str(run_dir.resolve()),
         masks=heldout.masks(manifest, heldout.shown(project_code(repo, task))) if masks is None else masks,
+        lease=lease,
     )
 
 
@@ -130,7 +138,7 @@ def code_sha256(mounts: list[Mount]) -> str:
 
 
 def score_job(program: config.Program, split: Path, model: Mount, owner: Path, timeout_s: float, token: str,
-              extra: tuple[str, ...] = (), artifacts: Path | None = None) -> Job:
+              extra: tuple[str, ...] = (), artifacts: Path | None = None, lease: Lease | None = None) -> Job:
     """eval/scoring/score.py with the task's evaluator, the exported model at /in/model.pt2 and `split` alone.
 
     Only eval/scoring/ is mounted: the rest of the harness (and of the repository) stays out. The
@@ -152,16 +160,19 @@ def score_job(program: config.Program, split: Path, model: Mount, owner: Path, t
         timeout_s=timeout_s,
         limits=program.limits,
         workdir="/tmp",
-        gpu=has_gpu(),
+        gpu=uses_gpu(lease),
         owner=str(owner.resolve()),
+        lease=lease,
     )
 
 
-def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, token: str) -> Job:
+def validation_job(program: config.Program, run_dir: Path, data_dir: Path, budget: float, token: str,
+                   lease: Lease | None = None) -> Job:
     """The validation scorer starts with training and waits for runs/<id>/score_in/go (see eval/scoring/score.py)."""
     wait = START_CAP_S + budget + program.task.grace_seconds + 30
     return score_job(program, data_dir / "val.bin", Mount(run_dir / "score_in", "/in"), run_dir,
-                     wait + program.limits.score_seconds, token, ("--go", "/in/go", "--wait-seconds", str(wait)))
+                     wait + program.limits.score_seconds, token, ("--go", "/in/go", "--wait-seconds", str(wait)),
+                     lease=lease)
 
 
 def parse_score(log: bytes, token: str) -> dict | None:
@@ -258,11 +269,12 @@ def score_outcome(result: Result, score: dict | None, direction: str) -> tuple[s
 
 def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[str, Path] | None = None,
               source: Path | None = None, hypothesis: str = "", budget: float | None = None, seed: int | None = None,
-              unsafe: bool = False, echo: Callable[[str], None] | None = None) -> dict:
+              unsafe: bool = False, echo: Callable[[str], None] | None = None, lease: Lease | None = None) -> dict:
     """Train `source` once in the sandbox with this seed, score it, and write the trial's metrics.json.
 
     Left out: program.md as it is now, the next experiment dir, the task's train.py, budget and seed.
     echo: where the harness's progress lines go (print). train.py's output goes to train.log only.
+    lease: the device slot both its jobs run on (eval/leases.py); None: the whole machine.
     """
     t0 = time.monotonic()
     program = program or config.load(repo / "program.md")
@@ -289,10 +301,12 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
         def start_scoring():
-            return pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token), score_sink)
+            job = validation_job(program, run_dir, data_dir, budget, token, lease)
+            return pool.submit(backend.run, job, score_sink)
 
         # The scorer's warm-up (importing torch) beside training would take CPU from it on a small machine.
-        scoring = start_scoring() if (os.cpu_count() or 1) > FEW_CORES else None
+        cores = len(lease.cpus) if lease else os.cpu_count() or 1
+        scoring = start_scoring() if cores > FEW_CORES else None
         signal, t_train = "cancel", time.monotonic()
         clock, host = Clock(budget, task.grace_seconds, task.cpu_budget_seconds), compute.HostCpu.now()
         try:
@@ -303,7 +317,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
                     clock.started(control)
 
                 try:
-                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks, repo),
+                    train = backend.run(training_job(program, run_dir, data_dir, budget, seed, masks, repo, lease),
                                         beat.sink(clock.watch(sink)), started)
                 finally:
                     clock.finish()
@@ -351,7 +365,8 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         cpu_budget_seconds=task.cpu_budget_seconds,
         trained_cpu_seconds=rounded(clock.trained_cpu()),
         host_other_load=other_load,
-        gpu=compute.gpu_name() if has_gpu() else None,
+        gpu=compute.gpu_name() if uses_gpu(lease) else None,
+        lease=lease.record() if lease else None,
         model_sha256=weights,
         scoring_seconds=None if scoring_seconds is None else round(scoring_seconds, 3),
         total_seconds=round(time.monotonic() - t0, 3),

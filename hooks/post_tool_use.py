@@ -22,6 +22,7 @@ from hooks.guard.policy import run_form
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = ("PostToolUse", "PostToolUseFailure")
+SERIAL_WAIT_S = 30  # the longest wait for a parallel experiment's verdict step, within the hook's 120 s
 NO_RUN = ("No verdict: this ./run.sh call started no experiment (its output says why: another run, "
           "program.md, the data or the sandbox). Nothing was judged; fix the cause and run it again.")
 
@@ -42,12 +43,16 @@ def is_experiment(command: object, repo: Path = REPO) -> bool:
 
 
 def report(repo: Path, call_id: object) -> str:
-    from eval import experiment
+    from eval import experiment, leases
     from eval.record import calls
 
     try:
-        with experiment.exclusive(repo):
+        with experiment.serial(repo, wait_s=SERIAL_WAIT_S):
             experiment.recover(repo, say=lambda s: None)  # a run cut short: its containers, its verdict
+            here = str(repo.resolve())  # one experiment at a time per checkout: a worker's neighbours run on
+            running = [h["run"] for h in leases.holders(repo).values() if h.get("worktree") == here]
+            if running:
+                raise experiment.Busy(f"{running[0]} is still running in this checkout")
             run_id = calls.claim(repo, call_id)
             return NO_RUN if run_id is None else experiment.verdict_text(experiment.apply_verdict(repo, run_id))
     except experiment.Busy as e:

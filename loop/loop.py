@@ -45,7 +45,7 @@ from eval import config
 from eval.record import ledger
 from eval.record.runs import LOOP, write_json
 from hooks import session_end, stop
-from loop import canary
+from loop import canary, workers
 
 LOCK = Path("runs") / ".loop.lock"  # not runs/.lock: that one is held by each experiment
 SETTINGS = Path(".claude") / "settings.json"
@@ -114,26 +114,29 @@ class State:
         return self.rows[len(self.rows_at_start):]
 
 
-def cap_reached(caps: Caps, state: State) -> str | None:
-    """The first of the human's caps that is spent, in words; None while all have room."""
+def cap_reached(caps: Caps, state: State, cost: float) -> str | None:
+    """The first of the human's caps that is spent, in words; None while all have room. The experiments are
+    the shared ledger's (every worker's), the cost every worker's session's."""
     checks = (
         (caps.hours, state.hours, "the hours cap ({:g} h)"),
         (caps.experiments, len(state.new_rows), "the experiments cap ({:g})"),
-        (caps.max_usd, state.cost, "the cost cap (${:g})"),
+        (caps.max_usd, cost, "the cost cap (${:g})"),
     )
     return next((words.format(cap) for cap, used, words in checks if cap is not None and used >= cap), None)
 
 
-def stop_reason(repo: Path, caps: Caps, state: State, turn_ended: bool) -> str | None:
+def stop_reason(repo: Path, caps: Caps, state: State, turn_ended: bool, home: Path | None = None,
+                cost: float | None = None) -> str | None:
     """Why the loop must stop now, or None. program.md's own budget counts only once the model has
-    ended its turn: the Stop hook then let it stop, and prompting it again would spin."""
-    if (repo / stop.STOP).exists():
+    ended its turn: the Stop hook then let it stop, and prompting it again would spin. home: where the
+    STOP file is (a worker's session stops on the home repository's); cost: every worker's so far."""
+    if ((home or repo) / stop.STOP).exists():
         return "the STOP file (remove it before the next run)"
     rows = ledger.read(repo)
     if len(rows) > len(state.rows):
         state.failures = 0  # an experiment finished: progress since the last failure
     state.rows = rows
-    if reason := cap_reached(caps, state):
+    if reason := cap_reached(caps, state, state.cost if cost is None else cost):
         return reason
     if turn_ended and stop.respond(repo, datetime.now(UTC)) == {}:
         return "program.md's budget is spent (or its phase is)"
@@ -151,10 +154,11 @@ def cli_stderr(line: str) -> None:
         print(f"claude: {line}", file=sys.stderr)
 
 
-def options(repo: Path, model: str | None, resume: str | None, caps: Caps, state: State) -> ClaudeAgentOptions:
-    """The CLI under the project's own rules, and nothing from the user's or local settings."""
+def options(repo: Path, model: str | None, resume: str | None, caps: Caps, spent: float) -> ClaudeAgentOptions:
+    """The CLI under the project's own rules, and nothing from the user's or local settings. spent: the USD of
+    the sessions that have ended (every worker's), so the CLI stops at what is left of the cost cap."""
     body = config.load(repo / "program.md").body
-    budget = None if caps.max_usd is None else max(caps.max_usd - state.cost_done, 0.0)
+    budget = None if caps.max_usd is None else max(caps.max_usd - spent, 0.0)
     return ClaudeAgentOptions(
         cwd=str(repo),
         settings=str(repo / SETTINGS),
@@ -207,11 +211,16 @@ def status_line(state: State, caps: Caps, metric: str, direction: str) -> str:
             f"left {left_text} | cost ${state.cost:.4f} | session {(state.session_id or '-')[:8]}")
 
 
-def record(repo: Path, state: State, caps: Caps) -> None:
-    """runs/loop.json: this loop's clock, caps and API cost, for the morning report (runs/report.html)."""
+def record(repo: Path, state: State, caps: Caps, team: list[Loop] | None = None) -> None:
+    """runs/loop.json: this loop's clock, caps and API cost, for the morning report (runs/report.html); with
+    workers (team), the cost of all and each one's branch, worktree, session and stop, for ./run.sh status."""
+    team = team or []
+    cost = sum(w.state.cost for w in team) if team else state.cost
+    stopped = state.stop if not team or all(w.state.stop for w in team) else None
     write_json(repo / LOOP, {"started": state.started_at, "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-                             "hours": round(state.hours, 3), "cost_usd": round(state.cost, 4), "caps": asdict(caps),
-                             "experiments": len(state.new_rows), "stop": state.stop})
+                             "hours": round(state.hours, 3), "cost_usd": round(cost, 4), "caps": asdict(caps),
+                             "experiments": len(state.new_rows), "stop": stopped,
+                             "workers": [w.record() for w in team]})
 
 
 def summary(state: State, metric: str, direction: str, saved: dict[Path, str]) -> str:
@@ -286,8 +295,11 @@ def finish_experiment(repo: Path, say: Callable[[str], None]) -> None:
 class Loop:
     """One run of the loop: sessions, one after another, until a reason to stop."""
 
-    def __init__(self, repo: Path, caps: Caps, model: str | None, say: Callable[[str], None] = print) -> None:
+    def __init__(self, repo: Path, caps: Caps, model: str | None, say: Callable[[str], None] = print,
+                 home: Path | None = None, worker: workers.Worker | None = None) -> None:
         self.repo, self.caps, self.model, self.say = repo, caps, model, say
+        self.home, self.worker = home or repo, worker  # a worker runs in its worktree, stops on the home's STOP
+        self.team: list[Loop] = [self]  # the loops whose caps are one (./run.sh loop --workers)
         task = config.load(repo / "program.md").task
         self.metric, self.direction = task.metric, task.direction
         self.state = State()
@@ -301,7 +313,21 @@ class Loop:
 
     def show(self) -> None:
         self.say(status_line(self.state, self.caps, self.metric, self.direction))
-        record(self.repo, self.state, self.caps)
+        record(self.home, self.state, self.caps, self.team if self.worker else None)
+        if self.worker is not None:
+            workers.steer(self.home, self.worker)
+
+    def cost(self) -> float:
+        return sum(w.state.cost for w in self.team)
+
+    def stop_reason(self, turn_ended: bool) -> str | None:
+        return stop_reason(self.repo, self.caps, self.state, turn_ended, self.home, self.cost())
+
+    def record(self) -> dict:
+        """What ./run.sh status shows of this worker."""
+        w = self.worker
+        return {"name": w.name, "branch": w.branch, "worktree": str(w.path), "session": self.state.session_id,
+                "cost_usd": round(self.state.cost, 4), "stop": self.state.stop}
 
     def request_stop(self, reason: str) -> None:
         """Stop now (a signal): interrupt the agent, even mid-experiment; recovery completes the run."""
@@ -328,7 +354,8 @@ class Loop:
         state.cost_process = 0.0
         self.interrupted = False
         resume = state.session_id
-        async with ClaudeSDKClient(options(self.repo, self.model, resume, self.caps, state)) as client:
+        spent = sum(w.state.cost_done for w in self.team)
+        async with ClaudeSDKClient(options(self.repo, self.model, resume, self.caps, spent)) as client:
             self.client = client
             try:
                 while True:
@@ -340,13 +367,13 @@ class Loop:
                         if isinstance(message, ResultMessage):
                             result = message
                         elif not state.tools_running and state.stop is None and (
-                            reason := stop_reason(self.repo, self.caps, state, turn_ended=False)
+                            reason := self.stop_reason(turn_ended=False)
                         ):
                             self.request_stop(reason)  # between tool calls: no experiment is cut short
                     if result is None:
                         raise ClaudeSDKError("the CLI ended without a result")
                     if state.stop is None:
-                        state.stop = stop_reason(self.repo, self.caps, state, turn_ended=True)
+                        state.stop = self.stop_reason(turn_ended=True)
                     if state.stop is None and result.subtype == "error_max_budget_usd":
                         state.stop = f"the cost cap (${self.caps.max_usd:g})"
                     self.show()
@@ -381,7 +408,7 @@ class Loop:
         heartbeat = asyncio.get_running_loop().create_task(self.heartbeat())
         try:
             while state.stop is None:
-                if reason := stop_reason(self.repo, self.caps, state, turn_ended=False):
+                if reason := self.stop_reason(turn_ended=False):
                     state.stop = reason
                     break
                 try:
@@ -425,17 +452,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--experiments", type=int, help="stop after this many experiments of this run")
     ap.add_argument("--max-usd", type=float, help="stop once the API cost of this run reaches this many USD")
     ap.add_argument("--model", help="the Claude model (default: Claude Code's)")
+    ap.add_argument("--workers", type=int, default=1, help="agent sessions at once, each in its own worktree and "
+                    "branch under workers/, one ledger (give program.md's devices as many slots)")
     args = ap.parse_args(argv)
-    for name in ("hours", "experiments", "max_usd"):
+    for name in ("hours", "experiments", "max_usd", "workers"):
         if (value := getattr(args, name)) is not None and value <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive, not {value}")
     return args
 
 
+def team_of(repo: Path, args: argparse.Namespace) -> list[Loop]:
+    """The loops to run at once: this checkout's; or, with --workers N, one per worker's worktree, their caps
+    counted together and their STOP the home's."""
+    caps = Caps(args.hours, args.experiments, args.max_usd)
+    if args.workers == 1:
+        return [Loop(repo, caps, args.model)]
+    team = [Loop(w.path, caps, args.model, say=lambda line, n=w.name: print(f"[{n}] {line}", flush=True),
+                 home=repo, worker=w) for w in workers.prepare(repo, args.workers)]
+    for loop in team:
+        loop.team = team
+    return team
+
+
 async def main_async(repo: Path, args: argparse.Namespace) -> int:
-    loop = Loop(repo, Caps(args.hours, args.experiments, args.max_usd), args.model)
+    team = team_of(repo, args)
+    loop = team[0]
+    if len(team) > 1:
+        loop.say(f"{len(team)} workers: " + "; ".join(f"{w.worker.name} on {w.worker.branch} in {w.repo}"
+                                                     for w in team))
     loop.say("checking that the guard is live (a forbidden call through the CLI, as the loop runs it)...")
-    if trouble := await canary.check(repo, options(repo, args.model, None, loop.caps, loop.state)):
+    if trouble := await canary.check(loop.repo, options(loop.repo, args.model, None, loop.caps, 0.0)):
         print(f"loop: the guard is not live, so no research was started: {trouble}", file=sys.stderr)
         return 2
     loop.say("the guard is live: it refused the call in the session and in a subagent")
@@ -449,20 +495,24 @@ async def main_async(repo: Path, args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
             os._exit(130)
         loop.say(f"{name}: stopping (interrupting the agent, then completing an interrupted experiment)")
-        loop.request_stop(name)
+        for each in team:
+            each.request_stop(name)
 
     for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
         aio.add_signal_handler(sig, on_signal, name)
     loop.show()
     try:
-        await loop.run()
+        await asyncio.gather(*(each.run() for each in team))
     finally:
-        saved = loop.keep_transcripts()
+        saved = {each: each.keep_transcripts() for each in team}
         await asyncio.to_thread(finish_experiment, repo, loop.say)
-        loop.state.rows = ledger.read(repo)
-        record(repo, loop.state, loop.caps)
-        loop.say(summary(loop.state, loop.metric, loop.direction, {p: loop.transcripts[p] for p in saved}))
-    return 1 if loop.state.failures > len(BACKOFF_S) else 0  # a clean stop is 0; giving up on the CLI is not
+        for each in team:
+            each.state.rows = ledger.read(repo)
+        record(repo, loop.state, loop.caps, team if len(team) > 1 else None)
+        for each, paths in saved.items():
+            each.say(summary(each.state, each.metric, each.direction, {p: each.transcripts[p] for p in paths}))
+    # a clean stop is 0; giving up on the CLI is not
+    return 1 if any(each.state.failures > len(BACKOFF_S) for each in team) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

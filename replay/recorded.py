@@ -23,6 +23,7 @@ from pathlib import Path
 from eval import config
 from eval.record import metrics as metrics_file
 from eval.trial import Measure, snapshot
+from sandbox.job import Lease
 
 ENV = "AUTORESEARCH_RECORDED_RUNS"
 BACKEND = "replayed"
@@ -33,7 +34,7 @@ def measure(path: Path) -> Measure:
     recorded = json.loads(path.read_text())
 
     def replayed(repo: Path, program: config.Program, trial: tuple[str, Path], source: Path, hypothesis: str,
-                 budget: float, seed: int, unsafe: bool = False) -> dict:
+                 budget: float, seed: int, unsafe: bool = False, lease: Lease | None = None) -> dict:
         run_id, run_dir = trial
         snapshot(program.task, source.parent, run_dir)
         entry = recorded.get(run_id) or {
@@ -45,7 +46,7 @@ def measure(path: Path) -> Measure:
             run_id, program.task, hypothesis, seed, budget,
             hashlib.sha256((run_dir / "train.py").read_bytes()).hexdigest(), "0" * 64, BACKEND,
             outcome=entry["outcome"], value=entry["value"] if entry["outcome"] == "ok" else None,
-            reason=entry["reason"], log_tail=entry["log_tail"],
+            reason=entry["reason"], log_tail=entry["log_tail"], lease=lease.record() if lease else None,
         )
         metrics_file.write(run_dir, metrics)
         return metrics

@@ -32,7 +32,7 @@ from hooks.post_tool_use import is_experiment
 VERDICT = re.compile(r"^\[(r\d{4,})\] VERDICT: ([A-Z]+) \((\w+)\)", re.MULTILINE)
 # One trial's summary as eval/trial.py summary() prints it.
 SEED = re.compile(
-    r"^experiment\s+(r\d{4,}(?:-[sbc]\d+)?)\s+outcome (\w+)\n\S+\s+(\S+)\s+\((?:minimize|maximize)\)\n"
+    r"^experiment\s+(r\d{4,}(?:-[sbcgk]\d+)?)\s+outcome (\w+)\n\S+\s+(\S+)\s+\((?:minimize|maximize)\)\n"
     r"(?:reason\s+(.*)\n)?",
     re.MULTILINE,
 )

@@ -58,12 +58,13 @@ def select_backend(unsafe: bool = False) -> Backend:
     )
 
 
-def remove_leftovers(owner_prefix: str) -> list[str]:
-    """Remove what killed harness processes left running for owners under owner_prefix; their names.
+def remove_leftovers(owner_prefix: str, spare: tuple[str, ...] = ()) -> list[str]:
+    """Remove what killed harness processes left running for owners under owner_prefix, but for the owners
+    under `spare` (jobs still running); their names.
 
     Only Docker leaves anything: its containers outlive the process that started them, while
     bubblewrap and unsafe jobs die with their parent.
     """
     from sandbox.docker_backend import remove_leftovers as docker_leftovers
 
-    return docker_leftovers(owner_prefix)
+    return docker_leftovers(owner_prefix, spare)

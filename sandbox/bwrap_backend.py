@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from sandbox.job import TMP_MB, UID, Job, OutputSink, Result, SandboxUnavailable, Started
-from sandbox.process import run_process
+from sandbox.process import lease_env, run_process
 from sandbox.runtime import python_mounts, system_layout
 
 BASE_ENV = {"PATH": "/usr/bin:/bin"}
@@ -57,7 +57,7 @@ class BwrapBackend:
         if job.out_dir is not None:
             argv += ["--bind", str(job.out_dir), "/out"]
         argv += ["--remount-ro", "/"]
-        for key, value in {**BASE_ENV, **job.env}.items():
+        for key, value in {**BASE_ENV, **job.env, **lease_env(job)}.items():
             argv += ["--setenv", key, value]
         return argv + ["--chdir", job.workdir, "--", *job.argv]
 

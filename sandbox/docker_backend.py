@@ -63,12 +63,13 @@ def connect(timeout: float = 5.0) -> docker.DockerClient:
     return client
 
 
-def remove_leftovers(owner_prefix: str) -> list[str]:
-    """Remove the containers a killed harness left running for runs under owner_prefix; their names.
+def remove_leftovers(owner_prefix: str, spare: tuple[str, ...] = ()) -> list[str]:
+    """Remove the containers a killed harness left running for runs under owner_prefix, but for those of the
+    owners in `spare` and below them (experiments still running); their names.
 
     The wall-clock kill lives in the harness process: if it dies (kill -9, a Bash timeout),
-    its container would sleep forever. The caller holds the repository's lock, so every
-    container of this repository found here is a leftover.
+    its container would sleep forever. The caller holds the repository's serial lock and spares the
+    experiments whose leases are held, so every other container of this repository is a leftover.
     """
     try:
         client = connect()
@@ -76,7 +77,8 @@ def remove_leftovers(owner_prefix: str) -> list[str]:
         return []
     removed = []
     for container in client.containers.list(all=True, filters={"label": LABEL}):
-        if container.labels.get(LABEL, "").startswith(owner_prefix):
+        owner = container.labels.get(LABEL, "")
+        if owner.startswith(owner_prefix) and not any(owner == p or owner.startswith(p + "/") for p in spare):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
                 removed.append(container.name)
@@ -127,8 +129,12 @@ class DockerBackend:
             labels={LABEL: job.owner},
             detach=True,
         )
+        if job.lease is not None:  # its slot's cores alone (sandbox/devices.py)
+            config["cpuset_cpus"] = ",".join(map(str, job.lease.cpus))
         if job.gpu and has_nvidia_runtime(self.client):
-            config["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            config["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]]) if job.lease is None else
+                                         DeviceRequest(device_ids=[str(g) for g in job.lease.gpus],
+                                                       capabilities=[["gpu"]])]
         return config
 
     def run(self, job: Job, sink: OutputSink, started: Started | None = None) -> Result:

@@ -25,6 +25,23 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """One slot: the cores its jobs run on and the GPUs they see (none: CPU only)."""
+
+    name: str
+    cpus: tuple[int, ...]
+    gpus: tuple[int, ...] = ()
+
+    def record(self) -> dict:
+        """As metrics.json, the verdict and the status show it."""
+        return {"name": self.name, "cpus": list(self.cpus), "gpus": list(self.gpus)}
+
+    def cuda_visible(self) -> str:
+        """CUDA_VISIBLE_DEVICES for a backend that cannot hide devices otherwise (an empty string: none)."""
+        return ",".join(map(str, self.gpus))
+
+
+@dataclass(frozen=True)
 class Mount:
     host: Path
     target: str
@@ -56,6 +73,7 @@ class Job:
     gpu: bool = False
     owner: str = ""  # who started it (the run dir): labels its container, so leftovers can be traced
     masks: tuple[Mask, ...] = ()  # what the runtime mounts show that this job must not see (eval/heldout.py)
+    lease: Lease | None = None  # the cores and GPUs it may use (sandbox/devices.py); None: the whole machine
 
 
 @dataclass

@@ -86,12 +86,19 @@ def signal_tree(root: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def lease_env(job: Job) -> dict[str, str]:
+    """The GPUs of the job's slot, for backends that cannot hide the others (Docker's device request does)."""
+    return {} if job.lease is None else {"CUDA_VISIBLE_DEVICES": job.lease.cuda_visible()}
+
+
 def limits_preexec(job: Job, memory_limit: bool):
     cap = job.limits.output_mb * 2**20
     memory = int(job.limits.memory_gb * 2**30)
 
     def apply() -> None:
         os.setsid()
+        if job.lease is not None:  # its slot's cores alone, inherited by every process it starts
+            os.sched_setaffinity(0, job.lease.cpus)
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_limit:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from sandbox.job import Job, OutputSink, Result, SandboxUnavailable, Started
-from sandbox.process import run_process
+from sandbox.process import lease_env, run_process
 
 
 def sandbox_to_host(job: Job) -> dict[str, str]:
@@ -45,6 +45,7 @@ class UnsafeBackend:
             return value
 
         with tempfile.TemporaryDirectory() as tmp:
-            env = {**os.environ, **{k: host(v) for k, v in job.env.items()}, "TMPDIR": tmp, "HOME": tmp}
+            env = {**os.environ, **{k: host(v) for k, v in job.env.items()}, **lease_env(job), "TMPDIR": tmp,
+                   "HOME": tmp}
             cwd = Path(host(job.workdir)) if job.workdir != "/tmp" else Path(tmp)
             return run_process([host(a) for a in job.argv], env, cwd, job, sink, started)

@@ -34,6 +34,9 @@ def test_shipped_program_md_is_valid():
         (("memory_gb: 8", "memory_gb: lots"), "sandbox.memory_gb"),
         (("    web: true", "    web: sometimes"), "phases.2.web"),
         (("seed: 1337", "seed: 1.5"), "task.seed"),
+        (("cpu_slots: 1", "cpu_slots: 0"), "devices.cpu_slots"),
+        (("gpus: all", "gpus: some"), "devices.gpus"),
+        (("gpus: all", "gpus: [0, 0]"), "devices.gpus"),
     ],
 )
 def test_errors_name_the_bad_field(edit, named):
@@ -66,6 +69,7 @@ def test_defaults_fill_optional_fields():
     program = config.parse(minimal)
     assert program.task.seed == config.TASK_DEFAULTS["seed"]
     assert program.limits.memory_gb == config.SANDBOX_DEFAULTS["memory_gb"]
+    assert program.devices == config.Devices("all", 1)  # one slot: one experiment at a time, as ever
     assert program.body == "body\n"
 
 

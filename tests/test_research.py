@@ -291,7 +291,7 @@ def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
 
     state = iter(machine)
 
-    def measure(repo, program, trial, source, hypothesis, budget, seed, unsafe=False):
+    def measure(repo, program, trial, source, hypothesis, budget, seed, unsafe=False, lease=None):
         run_id, run_dir = trial
         (run_dir / "train.py").write_bytes(source.read_bytes())
         value, cpu = next(state)
@@ -299,7 +299,7 @@ def scripted(machine: list[tuple[float, float]], gain: float = 0.0):
         value -= gain if is_candidate else 0.0
         m = metrics_file.record(run_id, program.task, hypothesis, seed, budget, hashlib.sha256(
             source.read_bytes()).hexdigest(), "0" * 64, "replayed", outcome="ok", value=value, cpu_seconds=cpu,
-            model_sha256=hashlib.sha256(f"{run_id}".encode()).hexdigest())
+            model_sha256=hashlib.sha256(f"{run_id}".encode()).hexdigest(), lease=lease.record() if lease else None)
         metrics_file.write(run_dir, m)
         return m
 

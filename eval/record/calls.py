@@ -4,8 +4,9 @@ The verdict the agent is told must be that of its own run, whatever the run prin
 output can say anything, and Claude Code cuts a long output to a preview). So the harness keeps
 its own record: when the guard allows an experiment call, the PreToolUse hook notes the newest
 experiment there is (`begin`); after the call, the PostToolUse hook takes the first experiment
-started since then that no other call has taken (`claim`, under the experiment lock). Ids only
-grow and one experiment runs at a time, so that is the call's own: a refused run started none.
+started since then, in this checkout, that no other call has taken (`claim`, under the serial lock).
+Ids only grow and one experiment runs at a time per checkout (workers share runs/, each from its own
+worktree: runs/<id>/origin.json), so that is the call's own: a refused run started none.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from eval.record.runs import RUNS, experiment_ids, read_json, write_json
+from eval.record.runs import RUNS, experiment_ids, origin, read_json, write_json
 
 CALLS = RUNS / "calls"
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # Claude Code's tool_use ids: toolu_...
@@ -52,7 +53,9 @@ def claim(repo: Path, call_id: object) -> str | None:
         return note["experiment"]
     taken = {n.get("experiment") for p in (repo / CALLS).glob("*.json") if (n := read_json(p))}
     after = number(note["after"]) if note.get("after") else 0
-    mine = next((i for i in sorted(experiment_ids(repo), key=number) if number(i) > after and i not in taken), None)
+    here = repo.resolve()
+    mine = next((i for i in sorted(experiment_ids(repo), key=number)
+                 if number(i) > after and i not in taken and origin(repo, i) == here), None)
     if mine is not None:
         write_json(target, {**note, "experiment": mine})
     return mine

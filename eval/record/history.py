@@ -24,6 +24,7 @@ NOTES = "scratchpad.md"  # committed with every keep, beside the editable files
 EDITABLE = ("train.py",)  # task.editable's default
 DISCARDED = "refs/autoresearch/discarded"
 TRAILER = "Autoresearch-Experiment"
+FOLLOWED = "Autoresearch-Follows"  # a worker moved onto another worker's keep (eval/experiment.py follow_best)
 HARNESS = git.Actor("autoresearch harness", "autoresearch@harness.invalid")  # the harness commits, not a person
 IDENTITY = {"GIT_AUTHOR_NAME": HARNESS.name, "GIT_AUTHOR_EMAIL": HARNESS.email,
             "GIT_COMMITTER_NAME": HARNESS.name, "GIT_COMMITTER_EMAIL": HARNESS.email}
@@ -130,11 +131,39 @@ def restore_best(repo: Path, editable: tuple[str, ...] = EDITABLE) -> None:
 def write_version(repo: Path, commit: str, editable: tuple[str, ...], folder: Path) -> Path:
     """The editable files as a commit holds them (HEAD: the best, for its reruns beside a candidate; a kept
     version, for confirm's retrains), written under folder; returns folder/train.py, a trial's source."""
-    tree = open_repo(repo).commit(commit).tree
+    r = open_repo(repo)  # held while it reads: a collected Repo closes the stream under the read (seen in threads)
+    tree = r.commit(commit).tree
     for rel in editable:
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(tree[rel].data_stream.read())
     return folder / "train.py"
+
+
+def follow(repo: Path, best_id: str, commit: str, branch: str, editable: tuple[str, ...] = EDITABLE) -> str | None:
+    """Move this branch onto the global best, another worker's keep: a commit of its editable files on top of
+    HEAD, and they restored to it. Its sha; None when HEAD already holds those files (nothing to do)."""
+    r = open_repo(repo)
+    blobs = {rel: r.git.rev_parse(f"{commit}:{rel}") for rel in editable}
+    if all(r.git.rev_parse(f"HEAD:{rel}") == blob for rel, blob in blobs.items()):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:  # a private index: the real one is not touched
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        r.git.read_tree("HEAD", env=env)
+        for rel, blob in blobs.items():
+            r.git.update_index("--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
+        tree = r.git.write_tree(env=env)
+    message = checked(f"follow {best_id}: the global best, kept on {branch}\n\n{FOLLOWED}: {best_id} {commit}\n")
+    parent = r.head.commit.hexsha
+    sha = r.git.commit_tree(tree, "-p", parent, "-m", message, env=IDENTITY)
+    r.git.update_ref("-m", f"autoresearch: follow {best_id}", "HEAD", sha, parent)
+    restore_best(repo, editable)
+    return sha
+
+
+def branch(repo: Path) -> str | None:
+    """The branch this checkout (or worktree) is on; None when detached."""
+    name = open_repo(repo).git.rev_parse("--abbrev-ref", "HEAD")
+    return None if name == "HEAD" else name
 
 
 def head(repo: Path) -> str:

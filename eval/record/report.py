@@ -26,6 +26,7 @@ COLUMNS = (  # header, alignment and width, cell; the description comes last, un
     ("runs", ">4", lambda r: str(r.get("runs") or len(r.get("values") or ()) or "-")),
     ("cpu_s", ">7", lambda r: number(candidate_cpu(r), "{:.1f}")),
     ("load", ">5", lambda r: number(max_load(r), "{:.1f}")),
+    ("slot", "<5", lambda r: slot(r)),
 )
 COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("timeout", "timed out"))
 
@@ -33,7 +34,7 @@ COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("t
 def candidate_cpu(row: dict) -> float | None:
     """Mean CPU-seconds its budget bought (from the start marker to the stop; else all) of the candidate's own
     runs, not the best's reruns: the compute it got."""
-    own = [c for c in row.get("compute") or () if "-b" not in c["id"]]
+    own = [c for c in row.get("compute") or () if "-b" not in c["id"] and "-g" not in c["id"]]
     cpu = [x for c in own if (x := c.get("trained_cpu_seconds") or c.get("cpu_seconds"))]
     return sum(cpu) / len(cpu) if cpu else None
 
@@ -42,6 +43,12 @@ def max_load(row: dict) -> float | None:
     """The most cores the rest of the host kept busy during any of the experiment's runs."""
     load = [c["host_other_load"] for c in row.get("compute") or () if c.get("host_other_load") is not None]
     return max(load) if load else None
+
+
+def slot(row: dict) -> str:
+    """The device slot its runs were leased (eval/leases.py): one per experiment; - before slots were recorded."""
+    names = {c.get("lease") for c in row.get("compute") or ()} - {None}
+    return visible(",".join(sorted(names)), keep="") or "-"
 
 
 def number(value: float | None, fmt: str, scale: float = 1.0) -> str:
@@ -69,6 +76,19 @@ def report(repo: Path, rows: list[dict], metric: str, direction: str, n: int) ->
         f"{len(rows)} experiments: {counts}",
         f"progress plot: {png}" if png.exists() else "progress plot: not drawn yet (the first verdict draws it)",
     ])
+
+
+def workers_table(workers: list[dict], rows: list[dict], held: dict[str, dict]) -> str:
+    """./run.sh loop --workers: each worker's branch, the slot it holds and the experiment running there, and
+    its last verdict (the ledger's rows carry the worktree that made them)."""
+    lines = [f"{'worker':<7} {'branch':<24} {'slot':<6} {'running':<8} last verdict"]
+    for w in workers:
+        slot, lease = next(((n, h) for n, h in held.items() if h.get("worktree") == w["worktree"]), ("-", {}))
+        last = next((r for r in reversed(rows) if r.get("worktree") == w["worktree"]), None)
+        verdict = "-" if last is None else f"{last['id']} {last.get('status')} {number(last.get('mean'), '{:.6f}')}"
+        lines.append(f"{visible(w['name'], keep=''):<7} {visible(w['branch'], keep=''):<24} {slot:<6} "
+                     f"{lease.get('run', '-'):<8} {verdict}" + (f"  (stopped: {w['stop']})" if w.get("stop") else ""))
+    return "\n".join(lines)
 
 
 def load_runs(runs: Path) -> list[dict]:

@@ -1,15 +1,20 @@
 """The layout of runs/, and the one way to write a file there: whole or not at all.
 
 runs/<id>/            one experiment (r0001, r0002, ...): its first trial's train.py, train.log,
-                      metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment
+                      metrics.json, score.json (the scorer's parsed result), out/; verdict.json for the experiment;
+                      origin.json: the checkout that started it (a worker's worktree, when workers share runs/)
 runs/<id>/s2, s3 ...  the experiment's further trials (one seed each), named <id>-s2, ... in metrics
 runs/<id>/b1, b2 ...  the best's reruns beside a promising candidate (paired verdicts), named <id>-b1, ...
 runs/<id>/c1, c2 ...  retrains of a kept version for ./run.sh confirm (their test scores: runs/confirm/)
+runs/<id>/k1, g1 ...  a keep's confirmation before it is promoted (parallel slots): the candidate (k) beside
+                      fresh runs of the global best (g); runs/<id>/confirm.json says against which, and if it ended
 runs/ledger.jsonl     every verdict (eval/record/ledger.py)
 runs/calls/           which experiment each of the agent's ./run.sh calls started (eval/record/calls.py)
 runs/scorer/          each trial's raw scorer output, <trial id>.log: sealed from the agent (it read the split)
 runs/audit.jsonl      every guard decision (hooks/audit.py)
 runs/running.json     the trial running now, for the status line (gone when none is)
+runs/.leases/         one flock'ed file per device slot, held by the experiment running on it (eval/leases.py)
+runs/.lock            the serial lock: a lease and an id taken, a recovery, a verdict applied, one at a time
 runs/loop.json        the headless loop's clock, caps and API cost (loop/loop.py)
 runs/report.html      the morning report (eval/record/page.py); test-split numbers never in it
 runs/confirm/         test-split scores (./run.sh confirm) and the report with them: sealed from the agent
@@ -24,14 +29,16 @@ from pathlib import Path
 
 RUNS = Path("runs")
 EXPERIMENT_ID = re.compile(r"^r\d{4,}$")  # an experiment: r0001
-TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbc])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, r0001-b1, r0001-c1
+TRIAL_ID = re.compile(r"^(r\d{4,})(?:-([sbcgk])(\d+))?$")  # a trial: r0001 (the first), r0001-s2, -b1, -c1, -k1, -g1
 VERDICT = "verdict.json"
 METRICS = "metrics.json"
 SCORE = "score.json"
+ORIGIN = "origin.json"
 SCORER_LOGS = RUNS / "scorer"
 AUDIT = RUNS / "audit.jsonl"
 RUNNING = RUNS / "running.json"
 LOOP = RUNS / "loop.json"
+LEASES = RUNS / ".leases"
 CONFIRM = RUNS / "confirm"
 
 
@@ -47,6 +54,13 @@ def new_run_dir(runs: Path) -> tuple[str, Path]:
             return run_id, runs / run_id
         except FileExistsError:
             n += 1
+
+
+def origin(repo: Path, run_id: str) -> Path:
+    """The checkout that started the experiment: its verdict is applied there (its branch, its train.py). The
+    repo asking, for an experiment that did not record one (or whose worktree is gone)."""
+    where = (read_json(repo / RUNS / run_id / ORIGIN) or {}).get("worktree")
+    return Path(where) if isinstance(where, str) and Path(where).is_dir() else repo.resolve()
 
 
 def experiment_ids(repo: Path) -> list[str]:
