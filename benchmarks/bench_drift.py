@@ -13,15 +13,17 @@ Each through the engine's own flow (eval/experiment.py candidate_runs and judgem
 A/A: best and candidate are the same train.py, every keep is the machine taken for progress.
 Power: the shipped train.py as the candidate against the planted bug as the best. Usage:
 
-    .venv/bin/python benchmarks/bench_drift.py [--n 8] [--budget 3] [--resamples 4000]
+    .venv/bin/python benchmarks/bench_drift.py [--n 8] [--budget 3] [--resamples 4000] [--save F | --runs F]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,15 +64,19 @@ def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> Pool:
 
 
 class Machine:
-    """Draws one run of a version: busy with probability `drift`, else quiet."""
+    """Draws one run of a version: busy with probability `drift`, else quiet; its value and its CPU-seconds
+    from normal distributions fitted to that version's real runs in that state (a handful of real runs
+    resampled with replacement would repeat values, and a repeated value is no seed noise)."""
 
     def __init__(self, rng: random.Random, drift: float):
         self.rng, self.drift, self.n = rng, drift, 0
 
     def run(self, pool: Pool, seed: int = 0) -> dict:
         self.n += 1
-        r = self.rng.choice(pool[self.rng.random() < self.drift])
-        return {"id": f"t{self.n}", "outcome": "ok", "seed": seed, **r}
+        runs = pool[self.rng.random() < self.drift]
+        drawn = {key: self.rng.gauss(statistics.fmean(r[key] for r in runs), statistics.stdev(r[key] for r in runs))
+                 for key in ("value", "cpu_seconds")}
+        return {"id": f"t{self.n}", "outcome": "ok", "seed": seed, **drawn}
 
 
 def candidate(machine: Machine, rule: config.VerdictRule, direction: str, best_pool: Pool,
@@ -101,6 +107,8 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=3.0, help="training seconds per run")
     ap.add_argument("--bad-lr", default="2e-4", help="the planted bug: the learning rate of the worse arm")
     ap.add_argument("--resamples", type=int, default=4000)
+    ap.add_argument("--save", type=Path, help="write the real runs to this JSON file")
+    ap.add_argument("--runs", type=Path, help="simulate from real runs saved earlier (--save) instead of measuring")
     args = ap.parse_args()
     if not (REPO / "data" / "manifest.json").exists():
         subprocess.run([str(REPO / "run.sh"), "prepare"], check=True)
@@ -111,18 +119,27 @@ def main() -> int:
     if SHIPPED_LR not in shipped:
         sys.exit(f"train.py no longer holds '{SHIPPED_LR}': plant another improvement")
     t0 = time.monotonic()
-    good = measure("shipped", shipped, args.n, args.budget, task.seed)
-    bad = measure("planted-bug", shipped.replace(SHIPPED_LR, f"LEARNING_RATE = {args.bad_lr}"), args.n,
-                  args.budget, task.seed)
-    wall = time.monotonic() - t0
+    if args.runs:
+        saved = json.loads(args.runs.read_text())
+        good, bad = ({busy == "busy": runs for busy, runs in saved[name].items()} for name in ("shipped", "bad"))
+        where = f"real runs from {args.runs} ({saved['note']})"
+    else:
+        good = measure("shipped", shipped, args.n, args.budget, task.seed)
+        bad = measure("planted-bug", shipped.replace(SHIPPED_LR, f"LEARNING_RATE = {args.bad_lr}"), args.n,
+                      args.budget, task.seed)
+        where = f"{4 * args.n} real runs in {time.monotonic() - t0:.0f}s, budget {args.budget:g}s, {CORES} CPUs"
+        if args.save:
+            args.save.write_text(json.dumps({"note": where, **{name: {("busy" if b else "quiet"): runs for b, runs
+                                            in pool.items()} for name, pool in (("shipped", good), ("bad", bad))}}))
     rule = rules["auto"]
-    print(f"N={args.n} runs per arm and state, budget {args.budget:g}s, {CORES} CPUs: {4 * args.n} runs in "
-          f"{wall:.0f}s; rule k={rule.k:g}, seeds={rule.seeds}, compute_tolerance={rule.compute_tolerance:g}")
+    print(f"{where}; rule k={rule.k:g}, seeds={rule.seeds}, compute_tolerance={rule.compute_tolerance:g}")
     for name, pool in (("shipped", good), ("planted bug", bad)):
         for busy in (False, True):
             runs = pool[busy]
-            print(f"  {name:<12} {'busy ' if busy else 'quiet'}: mean {sum(r['value'] for r in runs) / len(runs):.4f}"
-                  f"  CPU {sum(r['cpu_seconds'] for r in runs) / len(runs):.1f}s")
+            values, cpu = [r["value"] for r in runs], [r["cpu_seconds"] for r in runs]
+            print(f"  {name:<12} {'busy ' if busy else 'quiet'}: {len(runs)} runs, mean {statistics.fmean(values):.4f} "
+                  f"sd {statistics.stdev(values):.4f}, CPU bought {statistics.fmean(cpu):.1f}s "
+                  f"sd {statistics.stdev(cpu):.1f}")
     print(f"{args.resamples} resampled candidates per cell; drift: busy loops on for a random half of the runs")
     print(f"  {'':<36}" + "".join(f"{'paired: ' + m:>16}" for m in MODES) + "   target")
     ok = True

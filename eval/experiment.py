@@ -194,8 +194,7 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
     fresh = verdict.Samples(tuple(p["values"][1] for p in used),
                             tuple(theirs[p["best"]].get("model_sha256") for p in used))
     v = verdict.judge(task.direction, rule, fresh, "ok", [m["value"] for m in mine], fallback_spread=earlier,
-                      models=[m.get("model_sha256") for m in mine],
-                      stratum=verdict.strata([p["cpu_seconds"][0] for p in used], rule.compute_tolerance))
+                      models=[m.get("model_sha256") for m in mine])
     return v, pairs, mine
 
 

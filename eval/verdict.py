@@ -44,9 +44,10 @@ made beside its own: pairs (candidate, best) with one seed each, in alternating 
 in the machine falls on both sides alike. A run is matched with a run of the other side that got
 alike compute (CPU-seconds within compute_tolerance: comparable); a run left unmatched measured the
 machine, not the change, and is never counted, and more rounds run instead. The rule above then
-judges the matched runs' two groups, with one change: the spread is pooled within strata of alike
-compute (strata), so that pairs measured at two load levels do not pass the difference between the
-levels off as seed noise (each side holds the same runs per level, so the means stay comparable).
+judges the matched runs' two groups as it judges any two: each side holds the same runs per load
+level, so the means compare; a spread across two levels is larger than the seed noise, which costs
+power, never false keeps (benchmarks/bench_drift.py: pooling within levels of compute instead gave
+more false keeps than the target on real runs, whose noise differs between levels).
 
 Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
 and no fixed seed exists that a change could be tuned to (shifting the random stream is
@@ -168,26 +169,6 @@ def pooled_spread(groups: Sequence[Sequence[float] | Samples]) -> float | None:
     return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / dof) if dof else None
 
 
-def strata(cpu_seconds: Sequence[float | None], tolerance: float) -> list[int]:
-    """The stratum of each pair, by its compute: a pair joins the first earlier stratum it is comparable with."""
-    heads: list[float | None] = []
-    out = []
-    for c in cpu_seconds:
-        i = next((i for i, h in enumerate(heads) if comparable(c, h, tolerance)), None)
-        if i is None:
-            heads.append(c)
-            i = len(heads) - 1
-        out.append(i)
-    return out
-
-
-def stratified_spread(best: Sequence[float], values: Sequence[float], stratum: Sequence[int]) -> float | None:
-    """The pooled standard deviation of each side's values about its own mean within each stratum."""
-    groups = [[v for v, s in zip(side, stratum, strict=True) if s == k] for side in (best, values)
-              for k in set(stratum)]
-    return pooled_spread([g for g in groups if g])
-
-
 def noise_margin(rule: VerdictRule, spread: float | None, n_best: int, n_values: int) -> tuple[float, float]:
     """(spread after the min_spread floor, threshold = k standard errors of the difference of means)."""
     spread = max(spread or 0.0, rule.min_spread)
@@ -226,13 +207,11 @@ def num(x: float) -> str:
 
 
 def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str, values: Sequence[float],
-          fallback_spread: float | None = None, models: Sequence[str | None] = (),
-          stratum: Sequence[int] | None = None) -> Verdict:
+          fallback_spread: float | None = None, models: Sequence[str | None] = ()) -> Verdict:
     """The verdict on a candidate with this outcome and these values (one per seed) against the best.
 
     fallback_spread: the spread measured over earlier experiments, for when neither side measures one.
     models: the candidate's model_sha256 per value (seed-ignoring is found from them).
-    stratum: paired verdicts: best.values[i] and values[i] are a pair of alike compute in stratum[i].
     """
     s = sign(direction, rule)
     if outcome in FAILED:
@@ -252,12 +231,7 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
         measured = f"spread {num(spread)} over {n} seeds" if spread is not None else f"{n} seed(s), spread unknown"
         return Verdict("keep", f"kept as the baseline: {num(mean)} ({measured}){ignored}", mean, None, spread, None)
     delta = s * (mean - best.mean) + 0.0  # + 0.0: a tie is 0.0, not -0.0
-    if stratum is not None and best.draws > 1 and cand.draws > 1:
-        within = stratified_spread(best.values, cand.values, stratum)
-        spread = fallback_spread if within is None else within
-        spread, threshold = (spread, 0.0) if rule.rule == "greedy" else noise_margin(rule, spread, best.n, n)
-    else:
-        spread, threshold = margin(rule, best, cand, fallback_spread)
+    spread, threshold = margin(rule, best, cand, fallback_spread)
     keep = delta > threshold
     relation = (f"beats {num(best.mean)} by {num(delta)}" if delta > 0 else
                 f"trails {num(best.mean)} by {num(-delta)}" if delta < 0 else f"ties {num(best.mean)}")
