@@ -52,12 +52,13 @@ for command in calls:
 """
 
 
-def layout(root: Path) -> Path:
+def layout(root: Path, program: str) -> Path:
+    """A research repo for the corpus's paths, with a program.md the guard under test can read."""
     repo = root / "repo"
     for name, text in FILES.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
-    (repo / "program.md").write_text((ROOT / "program.md").read_text())
+    (repo / "program.md").write_text(program)
     return repo
 
 
@@ -117,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     calls = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="guard-corpus-") as tmp:
-        repo = layout(Path(tmp))
-        commands = [c["mapped"].replace("{repo}", str(repo)) for c in calls]
-        now = decisions(ROOT, repo, commands)
-        before = decisions(checkout(args.baseline, Path(tmp) / "baseline"), repo, commands)
+        old_program = subprocess.run(["git", "show", f"{args.baseline}:program.md"], cwd=ROOT, capture_output=True,
+                                     text=True, check=True).stdout  # the settings that guard knew
+        decided = {}
+        for name, code, program in (("now", ROOT, (ROOT / "program.md").read_text()),
+                                    ("before", checkout(args.baseline, Path(tmp) / "baseline"), old_program)):
+            repo = layout(Path(tmp) / name, program)
+            decided[name] = decisions(code, repo, [c["mapped"].replace("{repo}", str(repo)) for c in calls])
+        now, before = decided["now"], decided["before"]
     print(f"{len(calls)} calls from {len({c['source'] for c in calls})} sources; served = allowed, or refused "
           "with an allowed `instead:` call")
     report(f"baseline ({args.baseline})", calls, before)
