@@ -52,13 +52,13 @@ for command in calls:
 """
 
 
-def layout(root: Path, program: str) -> Path:
-    """A research repo for the corpus's paths, with a program.md the guard under test can read."""
+def layout(root: Path, program: str | None = None) -> Path:
+    """A research repo for the corpus's paths, with a program.md the guard under test can read (today's)."""
     repo = root / "repo"
     for name, text in FILES.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
-    (repo / "program.md").write_text(program)
+    (repo / "program.md").write_text((ROOT / "program.md").read_text() if program is None else program)
     return repo
 
 

@@ -960,11 +960,11 @@ def test_forged_result_files_from_train_py_change_nothing(forged):
     assert "0.000100" not in (repo / "results.tsv").read_text()
     assert json.loads((run_dir / "out" / "verdict.json").read_text())["status"] == "keep"  # kept aside, unused
     assert "wrote" not in (run_dir / "train.log").read_text()
-    # git: nothing kept, the candidate stored under its ref, train.py back to the best
+    # git: nothing kept, the candidate stored under its ref; no version is kept yet, so train.py stays as it ran
     git_repo = git.Repo(repo)
-    assert git_repo.head.commit.hexsha == head
+    assert git_repo.head.commit.hexsha == head and git_repo.head.commit.tree["train.py"].data_stream.read() == committed
     assert git_repo.commit(d["diff_ref"]).tree["train.py"].data_stream.read() == FORGER.encode()
-    assert (repo / "train.py").read_bytes() == committed
+    assert (repo / "train.py").read_bytes() == FORGER.encode()
     assert experiment.pending(repo) == []
 
 
@@ -2125,7 +2125,8 @@ def test_a_multiplied_budget_is_overtime_and_never_kept(repo):
     assert (repo / "runs" / d["id"] / "out" / "model.pt2").is_file()
     assert (d["status"], d["outcome"]) == ("timeout", "overtime") and "trained past" in d["reason"]
     assert [(r["status"], r["outcome"]) for r in ledger.read(repo)] == [("timeout", "overtime")]
-    assert git.Repo(repo).head.commit.hexsha == head and (repo / "train.py").read_text() != greedy  # restored
+    assert git.Repo(repo).head.commit.hexsha == head  # nothing kept; no best yet, so train.py stays as it ran
+    assert git.Repo(repo).commit(d["diff_ref"]).tree["train.py"].data_stream.read().decode() == greedy
 
 
 @pytest.mark.parametrize("backend", ["docker", "bwrap"])

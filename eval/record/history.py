@@ -143,7 +143,10 @@ def follow(repo: Path, best_id: str, commit: str, branch: str, editable: tuple[s
     """Move this branch onto the global best, another worker's keep: a commit of its editable files on top of
     HEAD, and they restored to it. Its sha; None when HEAD already holds those files (nothing to do)."""
     r = open_repo(repo)
-    blobs = {rel: r.git.rev_parse(f"{commit}:{rel}") for rel in editable}
+    try:
+        blobs = {rel: r.git.rev_parse(f"{commit}:{rel}") for rel in editable}
+    except git.GitCommandError:  # a best this repository does not hold (a restored ledger: replay, a new clone)
+        return None
     if all(r.git.rev_parse(f"HEAD:{rel}") == blob for rel, blob in blobs.items()):
         return None
     with tempfile.TemporaryDirectory() as tmp:  # a private index: the real one is not touched
