@@ -165,7 +165,7 @@ def judgement(task: config.Task, rule: config.VerdictRule, best: verdict.Samples
     """The verdict on the candidate's runs: beside the best's fresh reruns when there are any (paired), else
     against the best's stored runs. (verdict, the pairs, the candidate's runs it counted)."""
     if best_runs and runs:
-        return paired_judgement(task, rule, runs, best_runs, earlier)
+        return paired_judgement(task, rule, best, runs, best_runs, earlier)
     outcome = next((m["outcome"] for m in runs if m["outcome"] != "ok"), "ok") if runs else "crash"
     counted = [m for m in runs if m["outcome"] == "ok"]
     v = verdict.judge(task.direction, rule, best, outcome, [m["value"] for m in counted], fallback_spread=earlier,
@@ -173,9 +173,11 @@ def judgement(task: config.Task, rule: config.VerdictRule, best: verdict.Samples
     return v, [], counted
 
 
-def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dict], best_runs: list[dict],
-                     earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
-    """The verdict on the comparable pairs: (verdict, the pairs, the candidate's runs it counted)."""
+def paired_judgement(task: config.Task, rule: config.VerdictRule, best: verdict.Samples | None, runs: list[dict],
+                     best_runs: list[dict], earlier: float | None) -> tuple[verdict.Verdict, list[dict], list[dict]]:
+    """The verdict on the comparable pairs, at the partners' compute where the metric follows compute
+    (verdict.at_partners_compute): (verdict, the pairs, the candidate's runs it counted). best: the best's
+    stored runs, which show how its metric moves with compute."""
     pairs = pairs_of(runs, best_runs, rule.compute_tolerance)
     used = [p for p in pairs if p["comparable"]]
     failed = next((m for m in runs if m["outcome"] != "ok"), None)
@@ -193,9 +195,28 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, runs: list[dic
     theirs = {m["id"]: m for m in best_runs}
     fresh = verdict.Samples(tuple(p["values"][1] for p in used),
                             tuple(theirs[p["best"]].get("model_sha256") for p in used))
-    v = verdict.judge(task.direction, rule, fresh, "ok", [m["value"] for m in mine], fallback_spread=earlier,
-                      models=[m.get("model_sha256") for m in mine])
+    values = [p["values"][0] for p in used]
+    models = [m.get("model_sha256") for m in mine]
+    v = verdict.judge(task.direction, rule, fresh, "ok", values, fallback_spread=earlier, models=models)
+    gaps = [p["cpu_seconds"][0] - p["cpu_seconds"][1] for p in used if None not in p["cpu_seconds"]]
+    moved = verdict.at_partners_compute(task.direction, runs_by_version(best, runs, best_runs), values, gaps) \
+        if len(gaps) == len(used) else None
+    if moved is not None:
+        at = verdict.judge(task.direction, rule, fresh, "ok", moved[0], fallback_spread=earlier, models=models)
+        more = statistics.fmean(gaps) / statistics.fmean(p["cpu_seconds"][1] for p in used)
+        v = dataclasses.replace(at, mean=v.mean, reason=(
+            f"{at.reason}; judged at its partners' compute: its runs got {more:+.1%} CPU-seconds, and this "
+            f"metric moves {verdict.num(moved[1])} per CPU-second (the best's runs), so its values count as "
+            f"{', '.join(verdict.num(x) for x in moved[0])} (as measured: {verdict.num(v.mean)})"))
     return v, pairs, mine
+
+
+def runs_by_version(best: verdict.Samples | None, runs: list[dict], best_runs: list[dict]) -> list[list[tuple]]:
+    """(CPU-seconds, value) of every measured run: the best's (stored and rerun), the candidate's."""
+    stored = list(zip(best.cpu_seconds, best.values, strict=True)) \
+        if best is not None and len(best.cpu_seconds) == best.n else []
+    ran = [[(compute(m), m["value"]) for m in side if m["outcome"] == "ok"] for side in (best_runs, runs)]
+    return [[(c, v) for c, v in side if c is not None] for side in (stored + ran[0], ran[1])]
 
 
 def confirms(rule: config.VerdictRule, slots: int) -> bool:

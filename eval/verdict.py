@@ -49,6 +49,14 @@ level, so the means compare; a spread across two levels is larger than the seed 
 power, never false keeps (benchmarks/bench_drift.py: pooling within levels of compute instead gave
 more false keeps than the target on real runs, whose noise differs between levels).
 
+Compute within the tolerance still buys value when the metric follows compute (a fixed time budget on a
+small model: 10% fewer steps, a visibly worse loss). So a paired candidate whose runs got more CPU-seconds
+than their partners is also judged at its partners' compute: where the best's own runs (stored and fresh)
+show a slope of the metric on CPU-seconds (pooled within versions, least squares, SLOPE_T standard errors
+from zero), each candidate value is moved by slope x (its CPU-seconds - its partner's), and the verdict
+takes the moved values when they lower its advantage, never when they raise it: a slope from a wider range
+of compute than the pairs span may overstate the local one, which costs power, never false keeps.
+
 Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
 and no fixed seed exists that a change could be tuned to (shifting the random stream is
 a change of seed in disguise).
@@ -74,6 +82,7 @@ FAILED = {  # outcome -> (status, what happened)
     "overtime": ("timeout", "trained past the budget's stop signal"),  # eval/clock.py: never kept, like a timeout
 }
 PROMISING_FRACTION = 0.5
+SLOPE_T = 3.0  # a slope of the metric on compute this many standard errors from zero is real
 
 
 @dataclass(frozen=True)
@@ -247,3 +256,33 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
         why += f" (k={rule.k:g} x standard error, {spread_text}{floored})"
     status, word = ("keep", "kept") if keep else ("discard", "discarded")
     return Verdict(status, f"{word}: {num(mean)} {relation}{why}{ignored}", mean, delta, spread, threshold)
+
+
+def compute_slope(versions: Sequence[Sequence[tuple[float, float]]]) -> tuple[float, float] | None:
+    """How the metric moves per CPU-second: the least-squares slope pooled within versions (each its own mean,
+    one slope) over their (cpu_seconds, value) runs, and its standard error; None without the runs or the
+    spread of compute to tell."""
+    groups = [g for g in versions if len(g) > 1]
+    centred = [[(c - statistics.fmean(x for x, _ in g), v - statistics.fmean(y for _, y in g)) for c, v in g]
+               for g in groups]
+    points = [p for g in centred for p in g]
+    dof = len(points) - len(groups) - 1
+    sxx = sum(c * c for c, _ in points)
+    if dof < 1 or sxx <= 0:
+        return None
+    slope = sum(c * v for c, v in points) / sxx
+    sse = sum((v - slope * c) ** 2 for c, v in points)
+    return slope, math.sqrt(sse / dof / sxx)
+
+
+def at_partners_compute(direction: str, versions: Sequence[Sequence[tuple[float, float]]],
+                        values: Sequence[float], gaps: Sequence[float]) -> tuple[list[float], float] | None:
+    """The candidate's values moved to the compute their partners got (gaps: its CPU-seconds minus each
+    partner's), when the runs show the metric follows compute (compute_slope, SLOPE_T standard errors from
+    zero) and moving them lowers its advantage; (the moved values, the slope), else None."""
+    fit = compute_slope(versions)
+    if fit is None or abs(fit[0]) < SLOPE_T * fit[1]:
+        return None
+    moved = [v - fit[0] * g for v, g in zip(values, gaps, strict=True)]
+    worse = SIGN[direction] * (statistics.fmean(moved) - statistics.fmean(values)) < 0
+    return (moved, fit[0]) if worse else None

@@ -335,6 +335,25 @@ def test_identical_code_after_a_load_change_is_not_kept(research_repo):
     assert unpaired["status"] == "keep" and not unpaired["paired"]  # today's engine: the machine was measured
 
 
+@pytest.mark.parametrize("gain", [0.0, 0.3])
+def test_more_compute_within_the_tolerance_is_not_taken_for_progress(research_repo, gain):
+    """A metric that follows compute (3.0 - 0.05 per CPU-second); the baseline ran on a busy machine, the
+    candidate's runs then got 20 CPU-seconds and the best's reruns beside them 17.5 (within the 15%
+    tolerance): the identical code's 0.125 lead is what 2.5 CPU-seconds buy, and it is not kept; a real
+    gain of 0.3 still is, judged at its partners' compute."""
+    repo = research_repo
+    experiment.run_experiment(repo, "baseline", None, False, say=lambda _: None,
+                              measure=scripted([(2.51, 10.0), (2.48, 10.2), (2.505, 9.9)]))
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# CANDIDATE\n")
+    machine = [(2.00, 20.0), (2.126, 17.5), (2.128, 17.4), (2.01, 20.1), (1.99, 19.9), (2.122, 17.6)]
+    d = experiment.run_experiment(repo, "more compute", None, False, say=lambda _: None,
+                                  measure=scripted(machine, gain))
+    assert d["paired"] and all(p["comparable"] for p in d["pairs"]) and d["runs"] == 6, d
+    assert d["status"] == ("keep" if gain else "discard"), d["reason"]
+    assert "judged at its partners' compute: its runs got +14.3% CPU-seconds" in d["reason"]
+    assert d["mean"] == pytest.approx(2.0 - gain)  # the values as measured, in the ledger and the text
+
+
 def test_a_pair_whose_compute_differs_is_run_again_and_never_counted(research_repo):
     repo = research_repo
     baseline_under_load(repo)

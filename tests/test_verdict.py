@@ -7,7 +7,17 @@ import math
 import pytest
 
 from eval.config import VerdictRule
-from eval.verdict import PROMISING_FRACTION, Samples, comparable, draws, harness_seeds, judge, promising
+from eval.verdict import (
+    PROMISING_FRACTION,
+    Samples,
+    at_partners_compute,
+    comparable,
+    compute_slope,
+    draws,
+    harness_seeds,
+    judge,
+    promising,
+)
 
 NOISE = VerdictRule("noise", k=2.0, seeds=3, min_spread=0.0)
 GREEDY = VerdictRule("greedy", k=2.0, seeds=3, min_spread=0.0)
@@ -233,3 +243,38 @@ def test_a_baseline_that_ignores_the_seed_says_so():
 ])
 def test_runs_compare_only_with_alike_compute(a, b, tolerance, alike):
     assert comparable(a, b, tolerance) is alike and comparable(b, a, tolerance) is alike
+
+
+# A metric that follows compute: 3.0 - 0.05 per CPU-second, with a little seed noise.
+LOADED = [(10.0, 2.51), (10.2, 2.48), (9.9, 2.505)]  # the best's stored runs, on a busy machine
+FRESH = [(17.5, 2.126), (17.4, 2.128), (17.6, 2.122)]  # its reruns beside the candidate
+
+
+def test_the_slope_is_pooled_within_versions():
+    """Each version keeps its own mean: a candidate better at every compute does not tilt the slope."""
+    better = [(c, v - 0.4) for c, v in FRESH]
+    slope, se = compute_slope([LOADED + FRESH, better])
+    assert slope == pytest.approx(-0.05, abs=0.003) and se < 0.003
+    assert compute_slope([[(20.0, 2.0), (20.0, 2.01)], [(20.0, 1.9)]]) is None  # no compute range: no slope
+    assert compute_slope([[(10.0, 2.5), (20.0, 2.0)]]) is None  # two runs, one version: nothing left to tell noise
+
+
+@pytest.mark.parametrize(("gaps", "moved"), [
+    ((2.5, 2.6, 2.4), True),  # the candidate's runs got more compute: its values move to its partners'
+    ((-2.5, -2.6, -2.4), False),  # less: moving would flatter it, so they stay as measured
+])
+def test_values_move_to_the_partners_compute_only_against_the_candidate(gaps, moved):
+    values = [2.0, 2.01, 1.99]
+    at = at_partners_compute("minimize", [LOADED + FRESH, []], values, gaps)
+    if moved:
+        expected = [v + 0.05 * g for v, g in zip(values, gaps, strict=True)]
+        assert at is not None and at[0] == pytest.approx(expected, abs=0.01)
+    else:
+        assert at is None
+    up = at_partners_compute("maximize", [[(c, -v) for c, v in LOADED + FRESH], []], [-v for v in values], gaps)
+    assert (up is not None) == moved  # maximize: the same, mirrored
+
+
+def test_no_slope_beyond_the_noise_moves_nothing():
+    quiet = [(20.0, 2.0), (20.3, 2.02), (19.8, 1.99), (20.1, 1.98), (19.9, 2.01)]  # compute explains nothing
+    assert at_partners_compute("minimize", [quiet, []], [1.9, 1.9], [0.3, 0.2]) is None
