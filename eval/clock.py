@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from sandbox.job import Control, OutputSink, Result
 from sandbox.launch import MARKER, STOP_SIGNAL
@@ -40,8 +41,10 @@ MARK = MARKER.encode()
 class Clock:
     """One training job's clock: wrap its sink with watch(), pass started() to Backend.run, then finish()."""
 
-    def __init__(self, budget: float, grace: float, cpu_budget: float | None = None):
+    def __init__(self, budget: float, grace: float, cpu_budget: float | None = None,
+                 at_stop: Callable[[], None] = lambda: None):
         self.budget, self.grace, self.cpu_budget = budget, grace, cpu_budget
+        self.at_stop = at_stop  # called once the stop signal is sent (the scorer warms up beside the export)
         self.control: Control | None = None
         self.t_start = self.t_marker = self.t_stop = None
         self.cpu_marker: float | None = None  # the job's CPU time at the marker (a compute budget runs from there)
@@ -84,11 +87,15 @@ class Clock:
         self.t_stop = time.monotonic()
         self.cpu_stop = self.control.meter().cpu_seconds
         kill_at = self.t_marker + self.budget + self.grace
-        while time.monotonic() < kill_at:
-            self.control.signal(STOP_SIGNAL)
-            if self.wait_until(min(time.monotonic() + RESIGNAL_S, kill_at)):
-                return
-        self.control.kill()
+        self.control.signal(STOP_SIGNAL)
+        try:
+            self.at_stop()
+        finally:  # whatever at_stop does, the job is stopped and, past the grace, killed
+            while not self.wait_until(min(time.monotonic() + RESIGNAL_S, kill_at)):
+                if time.monotonic() >= kill_at:
+                    self.control.kill()
+                    break
+                self.control.signal(STOP_SIGNAL)
 
     def wait_until_spent(self) -> bool:
         """Sleep until the budget is spent (wall, or CPU-seconds when cpu_budget is set); True if the job ended."""

@@ -15,9 +15,10 @@ import math
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -42,7 +43,7 @@ REPORTED_KEYS = {"steps": int, "tokens": int, "tokens_per_second": float, "peak_
 # network it does not have; TensorBoard's SummaryWriter writes under the working dir, /out, by itself.
 OWN_LOGS_ENV = {"WANDB_MODE": "offline", "WANDB_DIR": "/out"}
 HARNESS = Path(__file__).resolve().parent.parent  # the repository the harness runs from
-FEW_CORES = 4  # up to this many, the scorer starts once training ends (its warm-up would compete for the cores)
+FEW_CORES = 4  # up to this many, the scorer starts at the stop signal (its warm-up would compete with training)
 LAUNCHER = HARNESS / "sandbox" / "launch.py"  # runs train.py once torch is imported (eval/clock.py)
 ERROR_CAP = 1000  # characters of the scorer's error that reach the agent (the reason, score.json)
 KEPT_NAME = 64  # the longest key or string of the scorer's result kept in score.json (a metric's name)
@@ -300,15 +301,25 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     score_log, token = scorer_log(repo, run_id), secrets.token_hex(16)
     score_sink = LogSink(score_log)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        def start_scoring():
-            job = validation_job(program, run_dir, data_dir, budget, token, lease)
-            return pool.submit(backend.run, job, score_sink)
+        scorer: list[Future] = []
+        starting = threading.Lock()
 
-        # The scorer's warm-up (importing torch) beside training would take CPU from it on a small machine.
+        def start_scoring() -> Future:
+            """The scorer's job, started once (from the clock's thread at the stop, or here)."""
+            with starting:
+                if not scorer:
+                    scorer.append(pool.submit(backend.run, validation_job(program, run_dir, data_dir, budget, token,
+                                                                          lease), score_sink))
+                return scorer[0]
+
+        # The scorer's warm-up (importing torch) beside training would take CPU from it on a small machine:
+        # there it starts at the stop signal, beside the export.
         cores = len(lease.cpus) if lease else os.cpu_count() or 1
-        scoring = start_scoring() if cores > FEW_CORES else None
+        if cores > FEW_CORES:
+            start_scoring()
         signal, t_train = "cancel", time.monotonic()
-        clock, host = Clock(budget, task.grace_seconds, task.cpu_budget_seconds), compute.HostCpu.now()
+        clock = Clock(budget, task.grace_seconds, task.cpu_budget_seconds, at_stop=start_scoring)
+        host = compute.HostCpu.now()
         try:
             with Heartbeat(say, budget, f"[{run_id}] ") as beat:
 
@@ -332,7 +343,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
             sink(f"\n[harness] {reason}\n".encode())
         finally:
             weights = compute.weights_digest(run_dir / "out" / "model.pt2") if signal == "go" else None
-            scoring = scoring or start_scoring()
+            scoring = start_scoring()
             hand_over(run_dir, signal)
             sink.close()
         try:

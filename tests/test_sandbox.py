@@ -338,6 +338,46 @@ def test_the_clock_finds_its_marker_split_over_chunks_and_only_the_first():
     assert b"".join(seen) == b"a warning from torch\n" + mark + b" (torch imported)\n" + mark + b"\n"  # all passed on
 
 
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_scorer_starts_at_the_stop_signal_and_a_failed_start_still_ends_the_job():
+    """Clock.at_stop (where a small machine starts the scorer, beside the export) runs once, after the first
+    stop signal; when it raises, the job is still signalled and, at the grace, killed."""
+    import subprocess
+    import sys
+    import threading
+    import time
+    import types
+
+    from eval.clock import Clock
+    from sandbox.job import Control
+    from sandbox.launch import MARKER, STOP_SIGNAL
+
+    code = (f"import signal, time; signal.signal({int(STOP_SIGNAL)}, lambda *_: print('heard', flush=True)); "
+            f"print({MARKER!r}, flush=True); time.sleep(60)")
+    job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    events = []
+
+    def at_stop():
+        events.append("at_stop")
+        raise RuntimeError("the scorer could not start")
+
+    clock = Clock(budget=0.5, grace=2.0, at_stop=at_stop)
+    sink = clock.watch(lambda chunk: events.append(chunk.decode().strip()))
+    clock.started(Control(meter=lambda: types.SimpleNamespace(cpu_seconds=0.0),
+                          signal=lambda s: (events.append("signal"), job.send_signal(s)),
+                          kill=lambda: (events.append("kill"), job.kill())))
+    reader = threading.Thread(target=lambda: [sink(line) for line in job.stdout], daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    job.wait(timeout=30)
+    clock.finish()
+    reader.join(5)
+    assert events[0] == MARKER and events[1:3] == ["signal", "at_stop"] and events.count("at_stop") == 1, events
+    assert events[-1] == "kill" and events.count("signal") >= 2 and "heard" in events, events  # resent, then killed
+    assert time.monotonic() - t0 < 0.5 + 2.0 + 5
+
+
 MASK_PROBE = """
 import json, os, sys
 stdlib = os.path.dirname(os.__file__)
