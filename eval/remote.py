@@ -129,9 +129,11 @@ class RayMeasure:
 
 
 def one_line(e: Exception) -> str:
-    """A Ray error in one line: the exception a task raised on its node (RayTaskError.cause), else Ray's own."""
+    """A Ray error's first sentence: the exception a task raised on its node (RayTaskError.cause), else Ray's
+    own (NodeDiedError: the node it was running on is dead)."""
     cause = getattr(e, "cause", None) or e
-    return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+    first = (str(cause).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(cause).__name__}: {first}"
 
 
 def probe(address: str) -> int:
@@ -214,6 +216,7 @@ def node_trial(version: str, program: config.Program, run_id: str, run_rel: str,
         raise SandboxUnavailable("this node runs another version of the harness's eval/ and sandbox/; "
                                  "give every node the repository's commit")
     root = node_dir() / ray.get_runtime_context().get_node_id()[:16]
+    root.mkdir(parents=True, exist_ok=True)
     held = node_lease(root)
     try:
         scratch = scratch_dir(root, held.lease.name)
