@@ -108,6 +108,13 @@ def test_an_experiments_trial_runs_on_the_node_and_lands_in_the_ledger(repo, clu
     assert git.Repo(repo).head.commit.hexsha == row["commit"]
 
 
+def test_the_loops_check_counts_the_clusters_slots(cluster):
+    """./run.sh loop --ray ADDRESS asks the cluster once, before any session, how many experiments it runs."""
+    probe = subprocess.run([sys.executable, "-c", f"from eval import remote; print(remote.probe({cluster.address!r}))"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "2", probe.stdout + probe.stderr
+
+
 def test_three_trials_on_two_slots_never_share_one(repo, measure):
     """Ray runs at most SLOT trials on the node at once; the node's leases give them disjoint cores."""
     program = config.load(repo / "program.md")
