@@ -32,7 +32,7 @@ from eval.clock import START_CAP_S
 from eval.data import load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.runs import scorer_log
-from eval.trial import HARNESS, infrastructure, run_trial, snapshot
+from eval.trial import HARNESS, infrastructure, missing_code, run_trial, snapshot
 from sandbox import devices
 from sandbox.backends import remove_leftovers
 from sandbox.job import Lease, SandboxFailed, SandboxUnavailable
@@ -103,11 +103,13 @@ class RayMeasure:
 
         task = program.task
         run_id, run_dir = trial
+        if missing := missing_code(repo, task):
+            raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
         snapshot(task, source.parent, run_dir)  # here first: a node that dies leaves the candidate to keep
         manifest = load_manifest(repo / "data")
         if manifest["hash"] not in self.data:
             self.data[manifest["hash"]] = ray.put(pack(repo / "data", files_under(repo / "data")))
-        gpu = program.devices.gpus != [] and ray.cluster_resources().get("GPU", 0) > 0
+        gpu = bool(program.devices.gpus) and ray.cluster_resources().get("GPU", 0) > 0  # gpus: [] asks for none
         wait = START_CAP_S + budget + task.grace_seconds + 30 + program.limits.score_seconds + DISPATCH_MARGIN_S
         ref = self.node_trial.options(num_gpus=1 if gpu else 0).remote(
             harness_version(), program, run_id, run_dir.relative_to(repo).as_posix(),
