@@ -7,13 +7,15 @@ offer. What runs where:
                  snapshot, task.code and the frozen data/ to a node, and writes back what the trial made;
   a node         the Ray task node_trial: the frozen data cached once per manifest hash, a lease of its own
                  (eval/leases.py on the node's disk), run_trial in a scratch repository, its files returned.
-Slots: each node offers SLOT resources (`ray start --resources '{"autoresearch_slot": N}'`), one per
-experiment it may run at once; its cores are split among them (sandbox/devices.py), a GPU comes from Ray
-(num_gpus=1) when program.md's devices ask for one and the cluster has any. A node that dies, a task Ray
-cannot finish or schedule in time, or a node that cannot run the sandbox: the trial is recorded as an
-infrastructure crash (never retried elsewhere: another node would measure other compute).
-The nodes import this harness (the same commit) from their own Python path: Ray ships no code here.
-ray is imported where it is used: an experiment without a cluster does not pay for its import (a second).
+An experiment's trials after its first run on the first one's node: the candidate and the best's reruns
+beside it are measured on one machine. Slots: each node offers SLOT resources (`ray start --resources
+'{"autoresearch_slot": N}'`), one per experiment it may run at once; its cores are split among them
+(sandbox/devices.py), a GPU comes from Ray (num_gpus=1) when program.md's devices ask for one and the
+cluster has any. A node that dies, a task Ray cannot finish or schedule in time, or a node that cannot
+run the sandbox: the trial is recorded as an infrastructure crash (never retried elsewhere: another node
+would measure other compute). The nodes import this harness (the same commit) from their own Python path:
+Ray ships no code here. ray is imported where it is used: an experiment without a cluster does not pay for
+its import (a second).
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def files_under(root: Path) -> list[str]:
 
 
 class RayMeasure:
-    """The Measure that runs each trial on a node of the Ray cluster at `address` (eval/experiment.py)."""
+    """The Measure that runs each trial on a node of the Ray cluster at `address` (eval/experiment.py): one per
+    experiment (./run.sh's process), whose trials after the first run on the first one's node, so that the
+    candidate and the best's reruns beside it are measured on one machine, as locally on one slot."""
 
     def __init__(self, address: str) -> None:
         import ray
@@ -84,6 +88,7 @@ class RayMeasure:
             raise SandboxUnavailable(f"cannot reach the Ray cluster at {address} ({ENV}): {e}") from e
         self.data: dict[str, ray.ObjectRef] = {}  # manifest hash -> data/ in the object store, put once
         self.node_trial = ray.remote(max_retries=0, num_cpus=0, resources={SLOT: 1})(node_trial)
+        self.node: str | None = None  # the node of the first trial that ran
 
     def slots(self) -> list[Lease]:
         """This machine's side of the cluster's slots: as many experiments at once as the nodes offer SLOTs
@@ -100,6 +105,7 @@ class RayMeasure:
                  hypothesis: str, budget: float, seed: int, unsafe: bool = False,
                  lease: Lease | None = None) -> dict:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         task = program.task
         run_id, run_dir = trial
@@ -111,7 +117,8 @@ class RayMeasure:
             self.data[manifest["hash"]] = ray.put(pack(repo / "data", files_under(repo / "data")))
         gpu = bool(program.devices.gpus) and ray.cluster_resources().get("GPU", 0) > 0  # gpus: [] asks for none
         wait = START_CAP_S + budget + task.grace_seconds + 30 + program.limits.score_seconds + DISPATCH_MARGIN_S
-        ref = self.node_trial.options(num_gpus=1 if gpu else 0).remote(
+        where = NodeAffinitySchedulingStrategy(self.node, soft=False) if self.node else "DEFAULT"
+        ref = self.node_trial.options(num_gpus=1 if gpu else 0, scheduling_strategy=where).remote(
             harness_version(), program, run_id, run_dir.relative_to(repo).as_posix(),
             pack(run_dir, task.editable), pack(repo, task.code), manifest["hash"], [self.data[manifest["hash"]]],
             hypothesis, budget, seed, unsafe)
@@ -123,6 +130,7 @@ class RayMeasure:
                         f"the Ray cluster did not finish the trial within {wait:.0f}s")
         except ray.exceptions.RayError as e:  # the node or its worker died, or the task failed on the node
             return lost(repo, program, trial, hypothesis, budget, seed, manifest["hash"], one_line(e))
+        self.node = self.node or back["node"]
         unpack(back["run"], run_dir)
         scorer_log(repo, run_id).write_bytes(back["scorer"])
         metrics = {**back["metrics"], "node": back["node"]}
