@@ -92,19 +92,22 @@ def experiment(repo: Path, address: str, *args: str) -> subprocess.Popen:
                             env={**os.environ, remote.ENV: address, "PYTHONPATH": str(repo)})
 
 
-def test_an_experiments_trial_runs_on_the_node_and_lands_in_the_ledger(repo, cluster):
+def test_an_experiments_trials_run_on_the_node_and_land_in_the_ledger(repo, cluster):
+    (repo / "program.md").write_text(PROGRAM.replace("seeds: 1", "seeds: 2"))  # a baseline: two trials
     run = experiment(repo, cluster.address, "-m", "a bigram table, on ray")
     out, _ = run.communicate(timeout=300)
     assert run.returncode == 0, out
     assert "[r0001] VERDICT: KEEP" in out, out
-    m = read_json(repo / "runs" / "r0001" / "metrics.json")
-    assert m["outcome"] == "ok" and m["backend"] in ("docker", "bwrap"), m
-    assert m["node"] == cluster.worker.node_id  # the worker node ran it, not the head (it offers no slot)
-    assert m["lease"]["name"] in ("cpu0", "cpu1") and m["lease"]["cpus"], m["lease"]
-    assert (repo / "runs" / "r0001" / "train.log").is_file() and (repo / "runs" / "r0001" / "score.json").is_file()
-    assert (repo / "runs" / "scorer" / "r0001.log").is_file()
+    trials = [read_json(d / "metrics.json") for d in (repo / "runs" / "r0001", repo / "runs" / "r0001" / "s2")]
+    for m, d in zip(trials, ("r0001", "r0001/s2"), strict=True):
+        assert m["outcome"] == "ok" and m["backend"] in ("docker", "bwrap"), m
+        assert m["node"] == cluster.worker.node_id  # the worker node ran it, not the head (it offers no slot)
+        assert m["lease"]["name"] in ("cpu0", "cpu1") and m["lease"]["cpus"], m["lease"]
+        for name in ("train.log", "score.json", "train.py"):
+            assert (repo / "runs" / d / name).is_file(), (d, name)
+        assert (repo / "runs" / "scorer" / f"{m['id']}.log").is_file()
     [row] = ledger.read(repo)
-    assert row["status"] == "keep" and row["values"] == [m["value"]]
+    assert row["status"] == "keep" and row["values"] == [m["value"] for m in trials]
     assert git.Repo(repo).head.commit.hexsha == row["commit"]
 
 
