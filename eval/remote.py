@@ -11,11 +11,11 @@ An experiment's trials after its first run on the first one's node: the candidat
 beside it are measured on one machine. Slots: each node offers SLOT resources (`ray start --resources
 '{"autoresearch_slot": N}'`), one per experiment it may run at once; its cores are split among them
 (sandbox/devices.py), a GPU comes from Ray (num_gpus=1) when program.md's devices ask for one and the
-cluster has any. A node that dies, a task Ray cannot finish or schedule in time, or a node that cannot
-run the sandbox: the trial is recorded as an infrastructure crash (never retried elsewhere: another node
-would measure other compute). The nodes import this harness (the same commit) from their own Python path:
-Ray ships no code here. ray is imported where it is used: an experiment without a cluster does not pay for
-its import (a second).
+cluster has any. A node that dies, or a task Ray cannot finish or schedule in time: the trial is recorded
+as an infrastructure crash (never retried elsewhere: another node would measure other compute). What
+refuses a run locally refuses it on a node too (REFUSALS: no sandbox there, another harness version).
+The nodes import this harness (the same commit) from their own Python path: Ray ships no code here. ray is
+imported where it is used: an experiment without a cluster does not pay for its import (a second).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from eval import config, leases
 from eval.clock import START_CAP_S
-from eval.data import load_manifest
+from eval.data import DataError, load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.runs import scorer_log
 from eval.trial import HARNESS, infrastructure, missing_code, run_trial, snapshot
@@ -43,6 +43,8 @@ ENV = "AUTORESEARCH_RAY"  # the cluster's address (ray.init's): set by ./run.sh 
 NODE_DIR_ENV = "AUTORESEARCH_RAY_NODE_DIR"  # where a node keeps its data cache, leases and scratch trials
 SLOT = "autoresearch_slot"  # the custom resource a node offers: one per experiment it may run at once
 DISPATCH_MARGIN_S = 600  # beyond a trial's own timeouts: shipping, queueing, a fresh node's held-out check
+REFUSALS = (config.ConfigError, DataError, SandboxUnavailable)  # what refuses a run locally (./run.sh exit 2): on
+# a node too (no sandbox there, another harness version, held-out text visible), not a crash of the candidate
 VERSIONED = ("eval", "sandbox")  # the harness code a node must share with this machine to measure alike
 
 
@@ -129,6 +131,10 @@ class RayMeasure:
             return lost(repo, program, trial, hypothesis, budget, seed, manifest["hash"],
                         f"the Ray cluster did not finish the trial within {wait:.0f}s")
         except ray.exceptions.RayError as e:  # the node or its worker died, or the task failed on the node
+            if isinstance(cause := getattr(e, "cause", None), REFUSALS):
+                for top in {Path(rel).parts[0] for rel in task.editable}:  # as locally, nothing ran
+                    (shutil.rmtree if (run_dir / top).is_dir() else Path.unlink)(run_dir / top)
+                raise cause from None
             return lost(repo, program, trial, hypothesis, budget, seed, manifest["hash"], one_line(e))
         self.node = self.node or back["node"]
         unpack(back["run"], run_dir)

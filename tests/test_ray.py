@@ -23,6 +23,7 @@ from eval import config, remote
 from eval.record import ledger
 from eval.record.runs import read_json
 from sandbox.backends import remove_leftovers
+from sandbox.job import SandboxUnavailable
 from tests.conftest import REPO, TEST_FRONT_MATTER, build_repo
 from tests.test_sandbox import TINY_BIGRAM
 
@@ -116,6 +117,17 @@ def test_the_loops_check_counts_the_clusters_slots(cluster):
     probe = subprocess.run([sys.executable, "-c", f"from eval import remote; print(remote.probe({cluster.address!r}))"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "2", probe.stdout + probe.stderr
+
+
+def test_a_node_with_another_harness_version_refuses_the_trial_and_leaves_nothing(repo, measure, monkeypatch):
+    """What refuses a run here refuses it on a node (./run.sh exits 2, nothing recorded): this driver claims
+    another version of eval/ and sandbox/ than the node's own."""
+    monkeypatch.setattr(remote, "harness_version", lambda root=None: "0" * 64)  # this process's, not the node's
+    run_dir = repo / "runs" / "r0001"
+    run_dir.mkdir(parents=True)
+    with pytest.raises(SandboxUnavailable, match="another version of the harness"):
+        measure(repo, config.load(repo / "program.md"), ("r0001", run_dir), repo / "train.py", "", 1.0, 1)
+    assert list(run_dir.iterdir()) == []  # the snapshot is gone again: nothing ran, nothing to judge
 
 
 def test_three_trials_on_two_slots_never_share_one(repo, measure):
