@@ -236,7 +236,7 @@ def node_trial(version: str, program: config.Program, run_id: str, run_rel: str,
     held = node_lease(root)
     try:
         scratch = scratch_dir(root, held.lease.name)
-        shutil.rmtree(scratch, ignore_errors=True)  # what the slot's last trial left, if its worker died
+        shutil.rmtree(scratch, ignore_errors=True)  # the slot's last trial (its files stay until the next one)
         run_dir, source = scratch / run_rel, scratch / ".candidate"
         for d in (run_dir, source):
             d.mkdir(parents=True)

@@ -525,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.ray:  # each session's ./run.sh reads it (commands/experiment.py); checked once here
             slots = remote.probe(args.ray)
-            print(f"loop: the Ray cluster at {args.ray} runs {slots} experiment(s) at once", flush=True)
+            print(f"loop: the Ray cluster at {args.ray} runs {slots} experiment(s) at once"
+                  + ("; a worker beyond them is refused until a slot is free" if args.workers > slots else ""),
+                  flush=True)
             os.environ[remote.ENV] = args.ray
         with only_loop(repo):
             return asyncio.run(main_async(repo, args))
