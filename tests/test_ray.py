@@ -156,17 +156,20 @@ def test_three_trials_on_two_slots_never_share_one(repo, measure):
     assert calls[last] >= got[last]["total_seconds"] + 0.8 * shortest_other, (calls, got)
 
 
+def wait_started(node_dir: Path, run: subprocess.Popen) -> None:
+    """Until train.py printed 'started' on the node (r0001's train.log in a slot's scratch repository)."""
+    deadline = time.monotonic() + 180
+    while not any("started" in p.read_text() for p in node_dir.glob("*/trials/cpu*/runs/r0001/train.log")):
+        assert time.monotonic() < deadline and run.poll() is None, "training never started on the node"
+        time.sleep(0.5)
+
+
 def test_a_node_killed_mid_run_is_an_infrastructure_crash_and_the_candidate_is_kept(repo, tmp_path):
     dying = LocalCluster(tmp_path / "nodes", slots=1)
     try:
         (repo / "train.py").write_text(SLEEPER)
         run = experiment(repo, dying.address, "-m", "sleep through a node's death", "--budget", "60")
-        logs = dying.node_dir.glob("*/trials/cpu0/runs/r0001/train.log")
-        deadline = time.monotonic() + 180
-        while not any("started" in p.read_text() for p in logs):
-            assert time.monotonic() < deadline and run.poll() is None, "training never started on the node"
-            time.sleep(0.5)
-            logs = dying.node_dir.glob("*/trials/cpu0/runs/r0001/train.log")
+        wait_started(dying.node_dir, run)
         dying.cluster.remove_node(dying.worker, allow_graceful=False)  # SIGKILL: its raylet and its workers
         t0 = time.monotonic()
         out, _ = run.communicate(timeout=120)
