@@ -8,7 +8,7 @@
 #   ./run.sh report                           the morning summary; rewrites runs/report.html
 #   ./run.sh demo                             the showcase session replayed with real, short training
 #   ./run.sh replay FILE [--runs real|recorded]   replay a recorded session, report divergences
-#   ./run.sh loop [--hours H] [--experiments N] [--max-usd X] [--model M]   the headless loop
+#   ./run.sh loop [--hours H] [--experiments N] [--max-usd X] [--model M] [--workers N] [--ray ADDRESS]   the headless loop
 #   ./run.sh adopt PATH --metric NAME --direction minimize|maximize   bring your own train.py
 #   ./run.sh confirm                          score the best and the baseline on the test split
 #   ./run.sh hardening                        run the attack and fault suites, print the summary table

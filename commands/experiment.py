@@ -5,7 +5,9 @@ far below Claude Code's cut of a tool's output): the harness's progress lines, e
 summary (a failed one with the last lines of its log, neutralised and quoted), the verdict last.
 train.py's output itself is in runs/<id>/train.log. A replay (`./run.sh replay`) starts it with
 AUTORESEARCH_RECORDED_RUNS set, so that each trial serves its recorded measurement
-instead of training (replay/recorded.py explains why the agent cannot set it).
+instead of training (replay/recorded.py explains why the agent cannot set it). With AUTORESEARCH_RAY
+set (`./run.sh loop --ray ADDRESS` sets it for its sessions), each trial runs on a node of that Ray
+cluster (eval/remote.py); the agent cannot set it either, for the same reasons.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from eval.record import history
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eval import remote
     from replay import recorded
     from sandbox.job import SandboxUnavailable
 
@@ -29,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, help="override the training budget in seconds (humans and tests)")
     ap.add_argument("--unsafe-no-sandbox", action="store_true", help="run train.py unconfined if no sandbox exists")
     args = ap.parse_args(argv)
-    recording = os.environ.get(recorded.ENV)
-    measure = recorded.measure(Path(recording)) if recording else None
+    recording, cluster = os.environ.get(recorded.ENV), os.environ.get(remote.ENV)
+    measure, pool = recorded.measure(Path(recording)) if recording else None, None
     try:
-        d = experiment.run_experiment(Path.cwd(), args.message, args.budget, args.unsafe_no_sandbox, measure=measure)
+        if cluster and not recording:
+            measure = remote.RayMeasure(cluster)
+            pool = measure.slots()
+        d = experiment.run_experiment(Path.cwd(), args.message, args.budget, args.unsafe_no_sandbox, measure=measure,
+                                      pool=pool)
     except (config.ConfigError, DataError, SandboxUnavailable, experiment.Busy, experiment.BadHypothesis,
             history.NotAResearchRepo) as e:
         print(f"run.sh: {e}", file=sys.stderr)

@@ -43,6 +43,7 @@ from eval.record.runs import (
 from eval.record.text import quoted, refusal, value
 from eval.trial import Measure
 from sandbox import devices
+from sandbox.job import Lease
 
 LOCK = ".lock"
 SERIAL_WAIT_S = 120  # the longest wait for another experiment's verdict step (plot, report, git: seconds)
@@ -85,11 +86,11 @@ def exclusive(repo: Path):
 
 
 @contextmanager
-def leased(repo: Path, program: config.Program, say=print):
+def leased(repo: Path, program: config.Program, say=print, pool: list[Lease] | None = None):
     """A device slot of its own for a new experiment, and the experiment's id: (lease, id, dir, slots in the
     pool). Refused (Busy) while every slot is held: with one slot (the default), a second ./run.sh is refused,
-    not queued."""
-    pool = devices.slots(program.devices.gpus, program.devices.cpu_slots)
+    not queued. pool: the slots to lease from; by default this machine's (program.md's devices)."""
+    pool = pool or devices.slots(program.devices.gpus, program.devices.cpu_slots)
     with serial(repo):
         held = leases.take(repo, pool)
         if held is None:
@@ -418,10 +419,11 @@ def recover(repo: Path, say=print) -> None:
 
 
 def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bool, say=print,
-                   measure: Measure | None = None) -> dict:
+                   measure: Measure | None = None, pool: list[Lease] | None = None) -> dict:
     """Run one experiment (extra trials where needed) and apply its verdict.
 
-    measure: how each trial is measured; the sandbox (eval/trial.py) unless a replay serves recordings.
+    measure: how each trial is measured; the sandbox (eval/trial.py) unless a replay serves recordings or a
+    Ray cluster runs them (eval/remote.py). pool: the slots it leases one of (leased); a cluster's, with Ray.
     """
     from eval.trial import run_trial, summary  # the sandbox stack: only runs need it
 
@@ -434,7 +436,7 @@ def run_experiment(repo: Path, hypothesis: str, budget: float | None, unsafe: bo
         raise BadHypothesis(why)
     hypothesis = " ".join(hypothesis.split())  # one line: it goes into commit messages and the ledger
     history.check(repo, task.editable)
-    with leased(repo, program, say) as (lease, run_id, run_dir, slots):
+    with leased(repo, program, say, pool) as (lease, run_id, run_dir, slots):
         rows = ledger.read(repo)
         _, best = best_samples(rows, task.direction)
         sources = {"s": run_dir / "train.py", "k": run_dir / "train.py", "b": run_dir / BEST_SOURCE / "train.py",

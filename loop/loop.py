@@ -10,7 +10,8 @@ when the CLI dies, the same session is resumed after a backoff (a few failures i
 the loop). It stops cleanly on a STOP file, on a cap (hours, experiments of this run, USD),
 when program.md's own budget is spent, or on SIGINT/SIGTERM: then the agent is interrupted,
 an interrupted experiment is completed by eval/experiment.py's recovery (train.py back at the
-best, ledger consistent), and every session's transcript is in sessions/, crash or not.
+best, ledger consistent), and every session's transcript is in sessions/, crash or not. With --ray ADDRESS,
+every session's ./run.sh runs its trials on that Ray cluster (eval/remote.py); all else stays here.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from eval import config
+from eval import config, remote
 from eval.record import ledger
 from eval.record.runs import LOOP, write_json
 from hooks import session_end, stop
 from loop import canary, workers
+from sandbox.job import SandboxUnavailable
 
 LOCK = Path("runs") / ".loop.lock"  # not runs/.lock: that one is held by each experiment
 SETTINGS = Path(".claude") / "settings.json"
@@ -454,6 +456,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", help="the Claude model (default: Claude Code's)")
     ap.add_argument("--workers", type=int, default=1, help="agent sessions at once, each in its own worktree and "
                     "branch under workers/, one ledger (give program.md's devices as many slots)")
+    ap.add_argument("--ray", metavar="ADDRESS", help="run every trial on a node of this Ray cluster (ray.init's "
+                    "address; its nodes offer autoresearch_slot resources): git, the ledger and the agents stay here")
     args = ap.parse_args(argv)
     for name in ("hours", "experiments", "max_usd", "workers"):
         if (value := getattr(args, name)) is not None and value <= 0:
@@ -519,9 +523,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     repo = Path.cwd()
     try:
+        if args.ray:  # each session's ./run.sh reads it (commands/experiment.py); checked once here
+            slots = remote.probe(args.ray)
+            print(f"loop: the Ray cluster at {args.ray} runs {slots} experiment(s) at once"
+                  + ("; a worker beyond them is refused until a slot is free" if args.workers > slots else ""),
+                  flush=True)
+            os.environ[remote.ENV] = args.ray
         with only_loop(repo):
             return asyncio.run(main_async(repo, args))
-    except (LoopBusy, config.ConfigError) as e:
+    except (LoopBusy, config.ConfigError, SandboxUnavailable) as e:
         print(f"loop: {e}", file=sys.stderr)
         return 2
 
