@@ -241,6 +241,17 @@ def summary(state: State, metric: str, direction: str, saved: dict[Path, str]) -
     ])
 
 
+def cost_per_keep(cost: float, rows: list[dict], workers: int) -> str:
+    """What one kept change cost the whole research: the API's USD of every session (N workers are N sessions:
+    N times the API) and the trials of every experiment in the shared ledger."""
+    runs, keeps = sum(r.get("runs") or 1 for r in rows), sum(r["status"] == "keep" for r in rows)
+    sessions = f" ({workers} workers)" if workers > 1 else ""
+    if not keeps:
+        return f"nothing kept{sessions}: ${cost:.4f} and {runs} runs for no kept change"
+    return (f"per kept change{sessions}: ${cost / keeps:.4f} and {runs / keeps:.1f} runs ({keeps} kept, {runs} runs, "
+            f"${cost:.4f} in all)")
+
+
 def config_dir() -> Path:
     """Where the CLI keeps its transcripts (the env the loop passes on to it)."""
     return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
@@ -515,6 +526,7 @@ async def main_async(repo: Path, args: argparse.Namespace) -> int:
         record(repo, loop.state, loop.caps, team if len(team) > 1 else None)
         for each, paths in saved.items():
             each.say(summary(each.state, each.metric, each.direction, {p: each.transcripts[p] for p in paths}))
+        print(cost_per_keep(sum(each.state.cost for each in team), loop.state.new_rows, len(team)), flush=True)
     # a clean stop is 0; giving up on the CLI is not
     return 1 if any(each.state.failures > len(BACKOFF_S) for each in team) else 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -120,6 +121,11 @@ def test_an_early_end_of_turn_is_reprompted_and_the_experiments_cap_stops(tiny, 
     assert "the research budget is not spent" in reprompt and "Best so far" in reprompt
     assert "loop stopped: the experiments cap (1)" in out and "1 re-prompts" in out, out
     assert [r["id"] for r in ledger.read(tiny)] == ["r0001"]  # whatever its verdict, the cap counts it
+    row = ledger.read(tiny)[0]
+    cost = float(re.search(r"cost \$([0-9.]+);", out).group(1))
+    per_keep = (f"per kept change: ${cost:.4f} and {row['runs']:.1f} runs (1 kept" if row["status"] == "keep"
+                else f"nothing kept: ${cost:.4f} and {row['runs']} runs")  # one worker: its session's cost
+    assert cost > 0 and per_keep in out, out
     assert "(saved by the SessionEnd hook)" in out  # the hook fires in SDK sessions too
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -117,3 +118,5 @@ def test_two_workers_one_ledger_a_keep_followed_and_stop_ends_both(repo, tmp_pat
     assert [d["followed"]["id"] for d in followed] == [kept["id"]]  # at its first verdict after the keep
     assert any(f"another worker's keep {kept['id']} (branch research-w1)" in t for t in told)
     assert out.count("loop stopped: the STOP file") == 2, out[-4000:]
+    per_keep = re.search(r"\nper kept change \(2 workers\): \$([0-9.]+) and [0-9.]+ runs \((\d+) kept", out)
+    assert per_keep and float(per_keep[1]) > 0 and 1 <= int(per_keep[2]) <= 2, out[-4000:]  # both sessions' cost
