@@ -264,3 +264,30 @@ def test_other_frozen_data_is_another_task(repo):
     ledger.append(repo, make_row(1))
     assert tasks.switch(repo, tasks.identity("val_bpb", "minimize", "e:s", "a" * 64), ledger.read(repo)) is None
     assert "data" in tasks.switch(repo, tasks.identity("val_bpb", "minimize", "e:s", "c" * 64), ledger.read(repo))
+
+
+def test_threads_writing_one_file_at_once_each_write_it_whole(tmp_path):
+    """Two trials at once in one process (parallel slots, a Ray driver) both record data/heldout-check.json:
+    each write lands whole, none fails for the other's temporary file."""
+    import threading
+
+    from eval.record.runs import atomic_write
+
+    target, errors = tmp_path / "heldout-check.json", []
+
+    def write(k: int) -> None:
+        try:
+            for _ in range(200):
+                atomic_write(target, f"writer {k}\n" * 1000)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lines = set(target.read_text().splitlines())
+    assert len(lines) == 1 and lines <= {f"writer {k}" for k in range(4)}
+    assert [p.name for p in tmp_path.iterdir()] == ["heldout-check.json"]  # no temporary file left

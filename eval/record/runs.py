@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 RUNS = Path("runs")
@@ -97,8 +98,10 @@ def seed_dirs(run_dir: Path, arm: str = "s") -> list[Path]:
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write through a temporary file beside `path` and rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write through a temporary file beside `path` and rename: a reader sees the old file or the new one. The
+    temporary name is the writer's (process and thread): two trials at once in one process (parallel slots, a
+    Ray driver) write the same data/heldout-check.json."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
