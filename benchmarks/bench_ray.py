@@ -1,11 +1,14 @@
-"""Experiments per hour through a local Ray cluster, at N = 1 and N = 2 CPU slots, in one run.
+"""Experiments per hour at N = 1 and N = 2 CPU slots, here and through a local Ray cluster, in one run.
 
-For each N: a head and a worker node on this machine (ray.cluster_utils: a GCS and a raylet per node, as
-`ray start` gives), the worker offering N autoresearch_slot resources; this process is the driver, as
-./run.sh's is. N streams of trials at once, each a full experiment of one seed through eval/remote.py
-(the candidate shipped, trained and scored in the node's sandbox on its own slot, its files written back
-here); the verdict step, the same as a local run's, is left out, and so is a first, untimed trial per N
-(the node fetches the data; the first held-out check of fresh data). Target: N = 2 at >= 0.95 x 2 of N = 1.
+Here: N streams of trials at once, each on one of this machine's N slots (sandbox/devices.py's split of
+the cores, the lease given to eval/trial.py run_trial), as `./run.sh loop --workers N` runs them with
+`devices: {cpu_slots: N}`. Through Ray, for each N: a head and a worker node on this machine
+(ray.cluster_utils: a GCS and a raylet per node, as `ray start` gives), the worker offering N
+autoresearch_slot resources; this process is the driver, as ./run.sh's is. Each trial is a full
+experiment of one seed (through eval/remote.py on Ray: the candidate shipped, trained and scored in the
+node's sandbox on its own slot, its files written back here); the verdict step, the same as a local
+run's, is left out, and so is a first, untimed trial per N (the first held-out check of fresh data; on
+Ray, the node fetches the data). Target: N = 2 at >= 0.95 x 2 of N = 1.
 Run it on an idle machine, from the repo root after ./run.sh prepare:
 
     .venv/bin/python benchmarks/bench_ray.py [--budget 10] [--per-slot 4]
@@ -28,6 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from eval import config, remote  # noqa: E402
 from eval.data import prepare  # noqa: E402
+from eval.trial import run_trial  # noqa: E402
+from sandbox import devices  # noqa: E402
 from sandbox.backends import remove_leftovers  # noqa: E402
 
 NODE = {"num_cpus": 1, "include_dashboard": False, "object_store_memory": 200_000_000}
@@ -44,8 +49,49 @@ def scratch_repo(root: Path, data: Path) -> Path:
     return root
 
 
+def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, int, float]:
+    """(experiments per hour, experiments that ended ok, wall seconds): `slots` streams of `per_slot` trials at
+    once through measure(repo, program, trial, source, hypothesis, budget, seed, slot), after an untimed one
+    (the first held-out check of fresh data; through Ray, the node fetches the data)."""
+    program = config.load(repo / "program.md")
+    ok = []
+
+    def stream(s: int) -> None:
+        for k in range(per_slot):
+            run_id = f"r{s * per_slot + k + 1:04d}"
+            run_dir = repo / "runs" / run_id
+            run_dir.mkdir(parents=True)
+            m = measure(repo, program, (run_id, run_dir), repo / "train.py", "bench", budget, 1337 + k, s)
+            ok.append(m["outcome"] == "ok")
+            if not ok[-1]:
+                print(f"  {run_id}: {m['outcome']}: {m['reason']}", flush=True)
+
+    warm = repo / "runs" / "r0000"
+    warm.mkdir(parents=True)
+    measure(repo, program, ("r0000", warm), repo / "train.py", "warm-up", budget, 1337, 0)
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=stream, args=(s,)) for s in range(slots)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    return 3600 * len(ok) / wall, sum(ok), wall
+
+
+def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, int, float]:
+    """The streams on this machine's slots, no cluster."""
+    leases = devices.slots([], slots)
+
+    def measure(repo, program, trial, source, hypothesis, budget, seed, s):
+        return run_trial(repo, program, trial, source, hypothesis, budget, seed, echo=lambda _: None,
+                         lease=leases[s])
+
+    return streams(measure, repo, slots, budget, per_slot)
+
+
 def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> tuple[float, int, float]:
-    """(experiments per hour, experiments that ended ok, wall seconds) with `slots` streams on `slots` slots."""
+    """The streams through a local Ray cluster whose worker node offers `slots` slots."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -55,31 +101,12 @@ def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> t
     try:
         cluster.add_node(**NODE, resources={remote.SLOT: slots})
         cluster.wait_for_nodes()
-        measure = remote.RayMeasure(cluster.address)
-        program = config.load(repo / "program.md")
-        ok = []
+        ray_measure = remote.RayMeasure(cluster.address)
 
-        def stream(s: int) -> None:
-            for k in range(per_slot):
-                run_id = f"r{s * per_slot + k + 1:04d}"
-                run_dir = repo / "runs" / run_id
-                run_dir.mkdir(parents=True)
-                m = measure(repo, program, (run_id, run_dir), repo / "train.py", "bench", budget, 1337 + k)
-                ok.append(m["outcome"] == "ok")
-                if not ok[-1]:
-                    print(f"  {run_id}: {m['outcome']}: {m['reason']}", flush=True)
+        def measure(repo, program, trial, source, hypothesis, budget, seed, s):
+            return ray_measure(repo, program, trial, source, hypothesis, budget, seed)
 
-        warm = repo / "runs" / "r0000"  # untimed: the node fetches the data, a first held-out check is made
-        warm.mkdir(parents=True)
-        measure(repo, program, ("r0000", warm), repo / "train.py", "warm-up", budget, 1337)
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=stream, args=(s,)) for s in range(slots)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        return 3600 * len(ok) / wall, sum(ok), wall
+        return streams(measure, repo, slots, budget, per_slot)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -93,17 +120,19 @@ def main() -> int:
     args = ap.parse_args()
     print(f"budget {args.budget:g}s, {args.per_slot} experiments per slot, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")
-    base = None
     with tempfile.TemporaryDirectory() as frozen:
         data = Path(frozen) / "data"
         prepare(data)  # today's default data (the held-out sources in its manifest), as ./run.sh prepare
-        for n in (1, 2):
-            with tempfile.TemporaryDirectory() as tmp:
-                repo = scratch_repo(Path(tmp) / "repo", data)
-                per_hour, ok, wall = rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes")
-            base = base or per_hour
-            print(f"N={n}: {per_hour:.1f} experiments/hour ({ok} of {n * args.per_slot} ok, {wall:.1f}s); "
-                  f"{per_hour / base:.2f} x N=1 (target >= {0.95 * n:.2f})", flush=True)
+        for where in ("here", "ray"):
+            base = None
+            for n in (1, 2):
+                with tempfile.TemporaryDirectory() as tmp:
+                    repo = scratch_repo(Path(tmp) / "repo", data)
+                    per_hour, ok, wall = (local_rate(repo, n, args.budget, args.per_slot) if where == "here" else
+                                          rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes"))
+                base = base or per_hour
+                print(f"{where:>4} N={n}: {per_hour:.1f} experiments/hour ({ok} of {n * args.per_slot} ok, "
+                      f"{wall:.1f}s); {per_hour / base:.2f} x N=1 (target >= {0.95 * n:.2f})", flush=True)
     return 0
 
 
