@@ -34,7 +34,7 @@ from eval.clock import START_CAP_S
 from eval.data import DataError, load_manifest
 from eval.record import metrics as metrics_file
 from eval.record.runs import scorer_log
-from eval.trial import HARNESS, infrastructure, missing_code, run_trial, snapshot
+from eval.trial import HARNESS, check_code, infrastructure, run_trial, snapshot
 from sandbox import devices
 from sandbox.backends import remove_leftovers
 from sandbox.job import Lease, SandboxFailed, SandboxUnavailable
@@ -91,6 +91,7 @@ class RayMeasure:
         self.data: dict[str, ray.ObjectRef] = {}  # manifest hash -> data/ in the object store, put once
         self.node_trial = ray.remote(max_retries=0, num_cpus=0, resources={SLOT: 1})(node_trial)
         self.node: str | None = None  # the node of the first trial that ran
+        self.version = harness_version()  # what every node must run too, hashed once
 
     def slots(self) -> list[Lease]:
         """This machine's side of the cluster's slots: as many experiments at once as the nodes offer SLOTs
@@ -111,8 +112,7 @@ class RayMeasure:
 
         task = program.task
         run_id, run_dir = trial
-        if missing := missing_code(repo, task):
-            raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
+        check_code(repo, task)
         snapshot(task, source.parent, run_dir)  # here first: a node that dies leaves the candidate to keep
         manifest = load_manifest(repo / "data")
         if manifest["hash"] not in self.data:
@@ -121,7 +121,7 @@ class RayMeasure:
         wait = START_CAP_S + budget + task.grace_seconds + 30 + program.limits.score_seconds + DISPATCH_MARGIN_S
         where = NodeAffinitySchedulingStrategy(self.node, soft=False) if self.node else "DEFAULT"
         ref = self.node_trial.options(num_gpus=1 if gpu else 0, scheduling_strategy=where).remote(
-            harness_version(), program, run_id, run_dir.relative_to(repo).as_posix(),
+            self.version, program, run_id, run_dir.relative_to(repo).as_posix(),
             pack(run_dir, task.editable), pack(repo, task.code), manifest["hash"], [self.data[manifest["hash"]]],
             hypothesis, budget, seed, unsafe)
         try:

@@ -121,8 +121,10 @@ def snapshot(task: config.Task, source_dir: Path, run_dir: Path) -> None:
             shutil.copyfile(source_dir / rel, run_dir / rel)
 
 
-def missing_code(repo: Path, task: config.Task) -> list[str]:
-    return [rel for rel in task.code if not (repo / rel).exists()]
+def check_code(repo: Path, task: config.Task) -> None:
+    """program.md's error (ConfigError) when task.code names a path the repository does not hold."""
+    if missing := [rel for rel in task.code if not (repo / rel).exists()]:
+        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
 
 
 def code_sha256(mounts: list[Mount]) -> str:
@@ -284,8 +286,7 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
     backend = select_backend(unsafe)
     say = echo or (lambda s: print(s, flush=True))
     task = program.task
-    if missing := missing_code(repo, task):
-        raise config.ConfigError(f"program.md: task.code names {', '.join(missing)}, not in {repo}")
+    check_code(repo, task)
     masks = heldout.ensure(data_dir, manifest, backend, say, project_code(repo, task))
     budget = task.budget_seconds if budget is None else budget
     seed = task.seed if seed is None else seed

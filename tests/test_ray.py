@@ -122,7 +122,7 @@ def test_the_loops_check_counts_the_clusters_slots(cluster):
 def test_a_node_with_another_harness_version_refuses_the_trial_and_leaves_nothing(repo, measure, monkeypatch):
     """What refuses a run here refuses it on a node (./run.sh exits 2, nothing recorded): this driver claims
     another version of eval/ and sandbox/ than the node's own."""
-    monkeypatch.setattr(remote, "harness_version", lambda root=None: "0" * 64)  # this process's, not the node's
+    monkeypatch.setattr(measure, "version", "0" * 64)  # this driver's, not the node's
     run_dir = repo / "runs" / "r0001"
     run_dir.mkdir(parents=True)
     with pytest.raises(SandboxUnavailable, match="another version of the harness"):
