@@ -198,12 +198,22 @@ def paired_judgement(task: config.Task, rule: config.VerdictRule, best: verdict.
                             tuple(theirs[p["best"]].get("model_sha256") for p in used))
     values = [p["values"][0] for p in used]
     models = [m.get("model_sha256") for m in mine]
-    v = verdict.judge(task.direction, rule, fresh, "ok", values, fallback_spread=earlier, models=models)
+    cpu_used = [c for p in used for c in p["cpu_seconds"]]
+    across = rule.rule == "noise" and len(used) > 1 and fresh.draws == len(used) and \
+        verdict.draws(values, models) == len(used) and None not in cpu_used and \
+        not verdict.comparable(min(cpu_used), max(cpu_used), rule.compute_tolerance)
+
+    def judged(vals: list[float]) -> verdict.Verdict:
+        """The pairs' differences when they span unlike compute (verdict.judge_pairs), else the two groups."""
+        return verdict.judge_pairs(task.direction, rule, fresh.values, vals) if across else \
+            verdict.judge(task.direction, rule, fresh, "ok", vals, fallback_spread=earlier, models=models)
+
+    v = judged(values)
     gaps = [p["cpu_seconds"][0] - p["cpu_seconds"][1] for p in used if None not in p["cpu_seconds"]]
     moved = verdict.at_partners_compute(task.direction, runs_by_version(best, runs, best_runs), values, gaps) \
         if len(gaps) == len(used) else None
     if moved is not None:
-        at = verdict.judge(task.direction, rule, fresh, "ok", moved[0], fallback_spread=earlier, models=models)
+        at = judged(moved[0])
         more = statistics.fmean(gaps) / statistics.fmean(p["cpu_seconds"][1] for p in used)
         v = dataclasses.replace(at, mean=v.mean, reason=(
             f"{at.reason}; judged at its partners' compute: its runs got {more:+.1%} CPU-seconds, and this "
@@ -508,7 +518,7 @@ def candidate_runs(rule: config.VerdictRule, direction: str, best: verdict.Sampl
         return {"s": runs, "b": []}
     screen = best.alike(compute(first), rule.compute_tolerance) if best and rule.paired != "never" \
         else best
-    if best is not None and not verdict.promising(direction, rule, screen, first["value"]):
+    if best is not None and not verdict.promising(direction, rule, screen, first["value"], best.spread):
         return {"s": runs, "b": []}
     if best is None or not needs_pairs(rule, best, runs):
         for k, seed in enumerate(seeds[1:rule.seeds], start=2):

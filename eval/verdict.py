@@ -57,6 +57,13 @@ from zero), each candidate value is moved by slope x (its CPU-seconds - its part
 takes the moved values when they lower its advantage, never when they raise it: a slope from a wider range
 of compute than the pairs span may overstate the local one, which costs power, never false keeps.
 
+Pairs that span unlike compute (their runs' CPU-seconds not all within compute_tolerance of each other: the
+machine changed between rounds) are judged on their differences instead, each candidate run minus its
+partner: a level of load moves both runs of a pair alike and cancels out, where the two groups' spread would
+count it as noise (benchmarks/bench_drift.py, real runs: power on a real gain under random drift 25% -> 94%). n pairs
+give n - 1 degrees of freedom, not 2(n - 1), so the k of the rule is moved to the same one-sided tail on
+Student's t (paired_k: k = 2.2 over 3 pairs -> 3.08), and the false-keep rate stays the rule's.
+
 Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
 and no fixed seed exists that a change could be tuned to (shifting the random stream is
 a change of seed in disguise).
@@ -200,14 +207,17 @@ def sign(direction: str, rule: VerdictRule) -> float:
     return SIGN[direction]
 
 
-def promising(direction: str, rule: VerdictRule, best: Samples | None, first: float) -> bool:
-    """Whether a candidate's first value earns rule.seeds - 1 more runs (see the module docstring)."""
+def promising(direction: str, rule: VerdictRule, best: Samples | None, first: float,
+              fallback_spread: float | None = None) -> bool:
+    """Whether a candidate's first value earns rule.seeds - 1 more runs (see the module docstring).
+    fallback_spread: the seed spread to screen with when best's runs measure none (one run of alike compute)."""
     s = sign(direction, rule)
     if rule.rule != "noise" or rule.seeds < 2 or not math.isfinite(first):
         return False
     if best is None:
         return True  # the baseline: its spread is the yardstick for every candidate after it
-    _, threshold = noise_margin(rule, best.spread, best.draws, rule.seeds)
+    spread = best.spread if best.spread is not None else fallback_spread
+    _, threshold = noise_margin(rule, spread, best.draws, rule.seeds)
     return s * (first - best.mean) > PROMISING_FRACTION * threshold
 
 
@@ -256,6 +266,68 @@ def judge(direction: str, rule: VerdictRule, best: Samples | None, outcome: str,
         why += f" (k={rule.k:g} x standard error, {spread_text}{floored})"
     status, word = ("keep", "kept") if keep else ("discard", "discarded")
     return Verdict(status, f"{word}: {num(mean)} {relation}{why}{ignored}", mean, delta, spread, threshold)
+
+
+def t_tail(t: float, dof: int) -> float:
+    """P(T > t) for Student's t with an integer dof, in closed form (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(dof))
+    c2 = math.cos(theta) ** 2
+    if dof % 2:
+        term, total = math.cos(theta), 0.0
+        for j in range((dof - 1) // 2):
+            total += term
+            term *= (2 * j + 2) / (2 * j + 3) * c2
+        inside = 2 / math.pi * (theta + math.sin(theta) * total)
+    else:
+        term, total = 1.0, 1.0
+        for j in range(dof // 2 - 1):
+            term *= (2 * j + 1) / (2 * j + 2) * c2
+            total += term
+        inside = math.sin(theta) * total
+    return (1 - inside) / 2
+
+
+def t_quantile(tail: float, dof: int) -> float:
+    """The t with P(T > t) = tail (0 < tail < 1/2), by bisection on t_tail."""
+    lo, hi = 0.0, 1.0
+    while t_tail(hi, dof) > tail:
+        lo, hi = hi, hi * 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_tail(mid, dof) > tail else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_k(k: float, n: int) -> float:
+    """The k for n paired differences (n - 1 degrees of freedom) with the one-sided tail that k has for two
+    groups of n (2(n - 1)): the same false-keep rate from fewer degrees of freedom."""
+    return t_quantile(t_tail(k, 2 * (n - 1)), n - 1)
+
+
+def judge_pairs(direction: str, rule: VerdictRule, best_values: Sequence[float], values: Sequence[float]) -> Verdict:
+    """The verdict on n >= 2 pairs from their differences (candidate minus partner, in the good direction):
+    keep iff mean(d) > paired_k x spread x sqrt(2 / n), spread = sd(d) / sqrt(2): one run's seed noise, as
+    judge reports it, floored at min_spread."""
+    s = sign(direction, rule)
+    n = len(values)
+    if n < 2 or len(best_values) != n:
+        raise ValueError(f"judge_pairs needs two or more pairs, got {n} and {len(best_values)} values")
+    d = [s * (c - b) for c, b in zip(values, best_values, strict=True)]
+    delta, mean, k = statistics.fmean(d) + 0.0, statistics.fmean(values), paired_k(rule.k, n)
+    spread = max(statistics.stdev(d) / math.sqrt(2), rule.min_spread)
+    threshold = k * spread * math.sqrt(2 / n)
+    keep = delta > threshold
+    best = statistics.fmean(best_values)
+    relation = (f"beats {num(best)} by {num(delta)}" if delta > 0 else
+                f"trails {num(best)} by {num(-delta)}" if delta < 0 else f"ties {num(best)}")
+    required = f"the required {num(threshold)}"
+    why = ((f", beyond {required}" if keep else f", not beyond {required}") if delta > 0 else
+           f"; {required} improvement was not reached")
+    floored = ", the min_spread floor" if rule.min_spread > 0 and spread == rule.min_spread else ""
+    why += (f" (paired: the machine's load changed between rounds, so judged on the {n} differences between "
+            f"partners; k={k:.2f} x standard error for {n - 1} degrees of freedom, spread {num(spread)}{floored})")
+    status, word = ("keep", "kept") if keep else ("discard", "discarded")
+    return Verdict(status, f"{word}: {num(mean)} {relation}{why}", mean, delta, spread, threshold)
 
 
 def compute_slope(versions: Sequence[Sequence[tuple[float, float]]]) -> tuple[float, float] | None:

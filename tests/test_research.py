@@ -381,3 +381,21 @@ def test_no_comparable_pair_is_no_verdict_on_the_change(research_repo):
     assert d["status"] == "discard" and "no pair got comparable compute" in d["reason"], d
     assert d["runs"] == 12 and not any(p["comparable"] for p in d["pairs"])
     assert git.Repo(repo).git.show("refs/autoresearch/discarded/r0002:train.py").endswith("# CANDIDATE")
+
+
+@pytest.mark.parametrize("gain", [0.0, 0.1])
+def test_pairs_across_a_load_that_switches_are_judged_on_their_differences(research_repo, gain):
+    """The machine switches between quiet (20 CPU-seconds, the best at 1.80) and busy (10, at 2.00) between
+    rounds: as two groups the load's 0.2 would swamp a real 0.1 gain; each pair ran under one load, so their
+    differences keep it (and find nothing in identical code)."""
+    repo = research_repo
+    baseline_under_load(repo)
+    noise = [0.002, -0.003, 0.001, 0.0, -0.001, 0.003]
+    loads = [(1.80, 20.0), (1.80, 20.1), (2.00, 10.0), (2.00, 10.1), (1.80, 19.9), (1.80, 20.0)]  # s b, b s, s b
+    machine = [(v + e, c) for (v, c), e in zip(loads, noise, strict=True)]
+    d = experiment.run_experiment(repo, "tied weights", None, False, say=lambda _: None,
+                                  measure=scripted(machine, gain))
+    assert d["paired"] and d["runs"] == 6 and all(p["comparable"] for p in d["pairs"]), d
+    assert d["status"] == ("keep" if gain else "discard"), d["reason"]
+    assert "the machine's load changed between rounds, so judged on the 3 differences between partners" in d["reason"]
+    assert d["delta"] == pytest.approx(gain, abs=0.005)

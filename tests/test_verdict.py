@@ -16,7 +16,10 @@ from eval.verdict import (
     draws,
     harness_seeds,
     judge,
+    judge_pairs,
+    paired_k,
     promising,
+    t_tail,
 )
 
 NOISE = VerdictRule("noise", k=2.0, seeds=3, min_spread=0.0)
@@ -278,3 +281,54 @@ def test_values_move_to_the_partners_compute_only_against_the_candidate(gaps, mo
 def test_no_slope_beyond_the_noise_moves_nothing():
     quiet = [(20.0, 2.0), (20.3, 2.02), (19.8, 1.99), (20.1, 1.98), (19.9, 2.01)]  # compute explains nothing
     assert at_partners_compute("minimize", [quiet, []], [1.9, 1.9], [0.3, 0.2]) is None
+
+
+@pytest.mark.parametrize(("t", "dof", "tail"), [
+    (1.0, 1, 0.25),  # Cauchy: 1/2 - atan(t)/pi
+    (2.0, 2, 0.5 - 1 / (2 * math.sqrt(1.5))),  # 1/2 - t / (2 sqrt(2 + t^2))
+    (2.2, 4, 0.046326),  # the rule's default: k = 2.2 over two groups of 3 seeds
+    (2.0, 3, 0.069663), (2.0, 5, 0.050970),
+])
+def test_t_tail_is_students(t, dof, tail):
+    assert t_tail(t, dof) == pytest.approx(tail, abs=2e-5)
+    assert t_tail(2.0, 1000) == pytest.approx(0.5 * math.erfc(2.0 / math.sqrt(2)), abs=2e-4)  # the normal's
+
+
+def test_paired_k_keeps_the_rules_tail_on_fewer_degrees_of_freedom():
+    assert paired_k(2.2, 3) == pytest.approx(3.052, abs=0.002)  # 3 pairs: 2 dof, the tail of 2.2 on 4
+    assert t_tail(paired_k(2.2, 5), 4) == pytest.approx(t_tail(2.2, 8), rel=1e-6)
+    assert paired_k(2.2, 2) > paired_k(2.2, 3) > paired_k(2.2, 6) > 2.2
+
+
+# Pairs on a machine whose load switched between rounds: quiet, busy, quiet (the best's runs 1.80, 2.00, 1.80).
+PARTNERS = [1.80, 2.00, 1.802]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.parametrize(("values", "status"), [
+    ([1.70, 1.90, 1.705], "keep"),  # 0.1 better beside each partner: the load cancels out
+    ([1.804, 1.997, 1.804], "discard"),  # the same code: differences within the noise
+    ([1.60, 2.00, 1.80], "discard"),  # one pair better by 0.2, the others not: no credible gain
+])
+def test_pairs_across_loads_are_judged_on_their_differences(direction, values, status):
+    mirror = 1 if direction == "minimize" else -1
+    v = judge_pairs(direction, NOISE, [mirror * b for b in PARTNERS], [mirror * c for c in values])
+    assert v.status == status, v.reason
+    assert "judged on the 3 differences between partners; k=2.67 x standard error for 2 degrees" in v.reason
+    groups = judge(direction, NOISE, Samples(tuple(mirror * b for b in PARTNERS)), "ok", [mirror * c for c in values])
+    assert groups.status == "discard"  # as two groups, the load's 0.2 swamps the 0.1 gain
+
+
+def test_pairs_differences_are_floored_at_min_spread():
+    floor = VerdictRule("noise", k=2.0, seeds=3, min_spread=0.1)
+    v = judge_pairs("minimize", floor, PARTNERS, [1.70, 1.90, 1.70])
+    assert v.status == "discard" and v.spread == 0.1 and "the min_spread floor" in v.reason
+
+
+def test_one_alike_run_screens_with_the_spread_of_all_the_best_runs():
+    """Of the best's stored runs only one got the candidate's compute: its spread is unknown, and 0 would make
+    any first run that beats it promising; the spread all its runs measured is the yardstick instead."""
+    one = Samples((1.0,))
+    assert promising("minimize", NOISE, one, 0.999)  # spread unknown: beating it at all is promising
+    assert not promising("minimize", NOISE, one, 0.999, fallback_spread=0.01)
+    assert promising("minimize", NOISE, one, 0.98, fallback_spread=0.01)
