@@ -3,7 +3,8 @@
 Real runs, in the sandbox, on this machine: the shipped train.py and a copy with a planted bug (a 10x
 too small learning rate), each N times on the quiet machine and N times beside busy loops (one per
 core) (the drift: another job on a shared machine), every run with its value and its CPU-seconds.
-Then candidates are resampled as the harness would judge them, on a machine whose busy loops are
+Then candidates are drawn as the harness would judge them (Machine: a real run's compute, a value from
+the line of value on compute), on a machine whose busy loops are
 switched on for a random half of the runs (reproducible: a fixed random seed), and on the quiet one:
   never:  today's engine: best = `seeds` stored runs; candidate = 1 run, + seeds - 1 more when promising;
   auto:   the default: the screen against the stored runs of alike compute; a promising candidate whose
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import random
 import re
 import statistics
@@ -64,9 +66,12 @@ def measure(name: str, train_py: str, n: int, budget: float, seed: int) -> Pool:
 
 
 class Machine:
-    """Draws one run of a version: busy with probability `drift`, else quiet; its value and its CPU-seconds
-    from normal distributions fitted to that version's real runs in that state (a handful of real runs
-    resampled with replacement would repeat values, and a repeated value is no seed noise)."""
+    """Draws one run of a version: busy with probability `drift`, else quiet; its CPU-seconds those of one of that
+    version's real runs in that state, its value from the line of value on CPU-seconds fitted to those runs plus
+    normal noise of their residual spread. The line keeps what a run's compute buys (the one quiet run of the
+    default train.py that got 6.3 CPU-seconds, not 7.3-7.9, scored 6.62, not 6.2); real runs' values resampled
+    would repeat, and a repeated value is no seed noise; independent normals for value and compute made up
+    compute no run can get (8.5 CPU-seconds from a 4 s budget on 2 cores) and cut the link between the two."""
 
     def __init__(self, rng: random.Random, drift: float):
         self.rng, self.drift, self.n = rng, drift, 0
@@ -74,9 +79,20 @@ class Machine:
     def run(self, pool: Pool, seed: int = 0) -> dict:
         self.n += 1
         runs = pool[self.rng.random() < self.drift]
-        drawn = {key: self.rng.gauss(statistics.fmean(r[key] for r in runs), statistics.stdev(r[key] for r in runs))
-                 for key in ("value", "cpu_seconds")}
-        return {"id": f"t{self.n}", "outcome": "ok", "seed": seed, **drawn}
+        cpu = self.rng.choice(runs)["cpu_seconds"]
+        mean, slope, noise = line(runs)
+        value = mean + slope * (cpu - statistics.fmean(r["cpu_seconds"] for r in runs)) + self.rng.gauss(0, noise)
+        return {"id": f"t{self.n}", "outcome": "ok", "seed": seed, "value": value, "cpu_seconds": cpu}
+
+
+def line(runs: list[dict]) -> tuple[float, float, float]:
+    """(mean value, least-squares slope of value on CPU-seconds, residual standard deviation) of these runs."""
+    c = [r["cpu_seconds"] - statistics.fmean(r["cpu_seconds"] for r in runs) for r in runs]
+    v = [r["value"] - statistics.fmean(r["value"] for r in runs) for r in runs]
+    sxx = sum(x * x for x in c)
+    slope = sum(x * y for x, y in zip(c, v, strict=True)) / sxx if sxx > 0 else 0.0
+    sse = sum((y - slope * x) ** 2 for x, y in zip(c, v, strict=True))
+    return statistics.fmean(r["value"] for r in runs), slope, math.sqrt(sse / max(len(runs) - 2, 1))
 
 
 def candidate(machine: Machine, rule: config.VerdictRule, direction: str, best_pool: Pool,
@@ -137,9 +153,10 @@ def main() -> int:
         for busy in (False, True):
             runs = pool[busy]
             values, cpu = [r["value"] for r in runs], [r["cpu_seconds"] for r in runs]
+            _, slope, noise = line(runs)
             print(f"  {name:<12} {'busy ' if busy else 'quiet'}: {len(runs)} runs, mean {statistics.fmean(values):.4f} "
                   f"sd {statistics.stdev(values):.4f}, CPU bought {statistics.fmean(cpu):.1f}s "
-                  f"sd {statistics.stdev(cpu):.1f}")
+                  f"sd {statistics.stdev(cpu):.1f}; {slope:+.3f} per CPU-second, residual sd {noise:.4f}")
     print(f"{args.resamples} resampled candidates per cell; drift: busy loops on for a random half of the runs")
     print(f"  {'':<36}" + "".join(f"{'paired: ' + m:>16}" for m in MODES) + "   target")
     ok = True
