@@ -79,8 +79,11 @@ def main() -> int:
     print(f"everything but train.py's training loop: {harness_overhead:5.2f}s "
           f"(direct run: {direct_overhead:.2f}s)")
     print(f"ratio harness / direct wall: {med('harness_wall') / med('direct_wall'):.3f}")
+    ratios = [r["harness_bps"] / r["direct_bps"] for r in rows]  # each pair ran back to back: a paired ratio
+    se = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
     print(f"throughput: direct {med('direct_bps'):,.0f} bytes/s, sandboxed {med('harness_bps'):,.0f} bytes/s "
-          f"(ratio {med('harness_bps') / med('direct_bps'):.3f})")
+          f"(ratio of medians {med('harness_bps') / med('direct_bps'):.3f}; paired ratio "
+          f"{statistics.fmean(ratios):.3f} +- {se:.3f} standard error over {len(ratios)} pairs)")
     overhead = harness_overhead
     print(f"experiments per hour at a 300 s budget: {3600 / (300 + overhead):.2f}")
     return 0

@@ -4,9 +4,10 @@ A fixed time budget buys whatever compute the machine gives: a run beside a CPU 
 third of the steps, and its worse metric says nothing about train.py. So every trial records
 what it got (the job's CPU-seconds come from its backend: the cgroup or the process tree), what
 else ran on the host meanwhile (/proc/stat: busy cores of the whole machine, less the job's
-own), the GPU model, and a digest of the exported weights (same weights from two seeds: the
-seed is ignored, whatever the metric says). The verdict compares runs only when their compute
-is alike (eval/verdict.py comparable).
+own), the GPU model and how long a kernel ran on it (nvidia-smi's utilization, sampled), and a
+digest of the exported weights (same weights from two seeds: the seed is ignored, whatever the
+metric says). The verdict compares runs only when their compute is alike (eval/verdict.py
+comparable).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 STAT = Path("/proc/stat")
+GPU_POLL_S = 1.0  # how often GpuBusy asks nvidia-smi (its utilization covers the last sample period)
 # The tensors of a torch.export archive (eval/scoring/archive.py checks the whole archive in the scorer).
 TENSOR = re.compile(r"^[^/]+/data/(?:weights/weight_\d+|constants/tensor_\d+)$")
 
@@ -54,17 +57,76 @@ def other_load(before: HostCpu | None, after: HostCpu | None, job_cpu_seconds: f
     return round(max(0.0, (after.busy - before.busy - job_cpu_seconds) / wall), 2)
 
 
-def gpu_name() -> str | None:
-    """The GPU the job is given (the first nvidia-smi lists; the harness runs one job per device), or None."""
+def nvidia_smi(*query: str) -> list[list[str]] | None:
+    """nvidia-smi's CSV answer to --query-gpu=<query>, one row per GPU; None where it is missing or fails."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    names = out.stdout.strip().splitlines()
-    return names[0].strip() if out.returncode == 0 and names else None
+    rows = [[cell.strip() for cell in line.split(",")] for line in out.stdout.strip().splitlines()]
+    return rows if out.returncode == 0 and rows and all(len(r) == len(query) for r in rows) else None
+
+
+def gpu_name(indices: tuple[int, ...] = ()) -> str | None:
+    """The model of the GPU the job is given (the first of its lease's; else the first listed), or None."""
+    rows = nvidia_smi("index", "name")
+    if rows is None:
+        return None
+    names = [name for index, name in rows if not indices or index.isdigit() and int(index) in indices]
+    return names[0] if names else None
+
+
+class GpuBusy:
+    """GPU-seconds during which a kernel ran on the job's GPUs (its lease's; else every GPU): nvidia-smi's
+    utilization (the share of its last sample period with a kernel running), sampled every GPU_POLL_S and
+    summed over the GPUs, from `begin` (the clock's start marker: start-up is the harness's) to the end. A
+    context: `with GpuBusy(indices, begin) as busy: ...`, then busy.seconds() (None: no sample was readable)."""
+
+    def __init__(self, indices: tuple[int, ...] = (), begin: threading.Event | None = None):
+        self.indices, self.busy, self.samples = indices, 0.0, 0
+        self.begin = begin
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def __enter__(self) -> GpuBusy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def utilization(self) -> float | None:
+        """The summed utilization of the job's GPUs now, in GPUs (2 at 100%: 2.0); None: not readable."""
+        rows = nvidia_smi("index", "utilization.gpu")
+        if rows is None:
+            return None
+        try:
+            shares = [float(u) / 100 for index, u in rows if not self.indices or int(index) in self.indices]
+        except ValueError:  # "[N/A]": a GPU that does not report it
+            return None
+        return sum(shares) if shares else None
+
+    def watch(self) -> None:
+        while self.begin is not None and not self.begin.wait(GPU_POLL_S):
+            if self.done.is_set():
+                return
+        at = time.monotonic()
+        while True:
+            stopped = self.done.wait(GPU_POLL_S)
+            now, share = time.monotonic(), self.utilization()
+            if share is not None:
+                self.busy += share * (now - at)
+                self.samples += 1
+            at = now
+            if stopped:
+                return
+
+    def seconds(self) -> float | None:
+        return round(self.busy, 3) if self.samples else None
 
 
 def weights_digest(model: Path) -> str | None:

@@ -328,6 +328,7 @@ def compute_of(m: dict) -> dict:
     return {"id": m["id"], "cpu_seconds": m.get("cpu_seconds"), "trained_cpu_seconds": m.get("trained_cpu_seconds"),
             "training_seconds": m.get("training_seconds"),
             "host_other_load": m.get("host_other_load"), "gpu": m.get("gpu"),
+            "gpu_busy_seconds": m.get("gpu_busy_seconds"),
             "lease": (m.get("lease") or {}).get("name"),
             "steps": (m.get("reported") or {}).get("steps")}
 
@@ -614,6 +615,10 @@ def verdict_text(d: dict) -> str:
     elif d.get("compute"):
         lines.append("compute: " + "; ".join(f"{c['id']} CPU {cpu(compute(c))}" for c in d["compute"])
                      + "".join(sorted({f" (device slot {c['lease']})" for c in d["compute"] if c.get("lease")})))
+    on_gpu = [c for c in d.get("compute") or () if c.get("gpu")]
+    if on_gpu:
+        lines.append("GPU: " + "; ".join(f"{c['id']} {c['gpu']}, busy {cpu(c.get('gpu_busy_seconds'))}"
+                                         for c in on_gpu))
     if d["status"] == "keep":
         lines.append(f"train.py: committed as {d['commit'][:10]}: this is the new best.")
     elif d["best_id"] is None:

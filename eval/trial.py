@@ -9,6 +9,7 @@ only what the harness makes of it: score.json, flat fields of the parsed result,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -321,8 +322,10 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         signal, t_train = "cancel", time.monotonic()
         clock = Clock(budget, task.grace_seconds, task.cpu_budget_seconds, at_stop=start_scoring)
         host = compute.HostCpu.now()
+        gpus = tuple(lease.gpus) if lease else ()
+        gpu_busy = compute.GpuBusy(gpus, begin=clock.marked) if uses_gpu(lease) else None
         try:
-            with Heartbeat(say, budget, f"[{run_id}] ") as beat:
+            with Heartbeat(say, budget, f"[{run_id}] ") as beat, gpu_busy or contextlib.nullcontext():
 
                 def started(control: Control) -> None:  # the heartbeat reads the job's meter, the clock drives it
                     beat.started(control.meter)
@@ -377,7 +380,8 @@ def run_trial(repo: Path, program: config.Program | None = None, trial: tuple[st
         cpu_budget_seconds=task.cpu_budget_seconds,
         trained_cpu_seconds=rounded(clock.trained_cpu()),
         host_other_load=other_load,
-        gpu=compute.gpu_name() if uses_gpu(lease) else None,
+        gpu=compute.gpu_name(gpus) if gpu_busy else None,
+        gpu_busy_seconds=gpu_busy.seconds() if gpu_busy else None,
         lease=lease.record() if lease else None,
         model_sha256=weights,
         scoring_seconds=None if scoring_seconds is None else round(scoring_seconds, 3),

@@ -11,14 +11,16 @@ import contextlib
 import multiprocessing
 import os
 import re
+import time
 
 import jsonschema
 import pytest
 
-from eval import experiment
+from eval import compute, experiment
 from eval.clock import EXPORT_CPU_S
 from eval.record.metrics import SCHEMA as METRICS_SCHEMA
 from eval.trial import run_trial
+from sandbox.job import Lease
 from tests.conftest import write_program
 
 EXPORT = """
@@ -150,3 +152,64 @@ def test_a_load_change_does_not_keep_identical_code_and_a_real_gain_is_still_kep
     gain = experiment.run_experiment(repo, "a 10x learning rate", None, False, say=lambda _: None)
     assert gain["status"] == "keep" and gain["paired"], experiment.verdict_text(gain)
     assert gain["best_values"] and max(gain["values"]) < min(gain["best_values"])
+
+
+# No GPU exists here: a stand-in for nvidia-smi answers the harness's queries (GPU 1 busy, GPU 0 a quarter).
+NVIDIA_SMI = """#!/usr/bin/env python3
+import sys
+query = next(a for a in sys.argv if a.startswith("--query-gpu=")).split("=", 1)[1]
+rows = {"index,name": ["0, NVIDIA H100 80GB HBM3", "1, NVIDIA H200"],
+        "index,utilization.gpu": ["0, 25", "1, " + UTIL]}[query]
+print("\\n".join(rows))
+"""
+
+
+@pytest.fixture
+def nvidia_smi(tmp_path, monkeypatch):
+    """Write an nvidia-smi reporting GPU 1 at `util` percent (or failing) first on PATH; returns the writer."""
+    def write(util: str = "100", fails: bool = False) -> None:
+        tool = tmp_path / "bin" / "nvidia-smi"
+        tool.parent.mkdir(exist_ok=True)
+        tool.write_text("#!/bin/sh\nexit 9\n" if fails else NVIDIA_SMI.replace("UTIL", repr(util)))
+        tool.chmod(0o755)
+
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(compute, "GPU_POLL_S", 0.2)
+    return write
+
+
+def test_gpu_busy_time_is_nvidia_smis_utilization_over_the_run(nvidia_smi):
+    nvidia_smi()
+    assert compute.gpu_name((1,)) == "NVIDIA H200" and compute.gpu_name() == "NVIDIA H100 80GB HBM3"
+    with compute.GpuBusy((1,)) as leased, compute.GpuBusy() as every:
+        t0 = time.monotonic()
+        time.sleep(1.5)
+    wall = time.monotonic() - t0
+    assert wall - 0.45 <= leased.seconds() <= wall + 0.1, (leased.seconds(), wall)  # GPU 1: busy throughout
+    assert every.seconds() == pytest.approx(1.25 * leased.seconds(), rel=0.25)  # both: 1.25 GPUs at a time
+    nvidia_smi(util="[N/A]")
+    with compute.GpuBusy((1,)) as unknown:
+        time.sleep(0.5)
+    assert unknown.seconds() is None  # not readable is unknown, not idle
+    nvidia_smi(fails=True)
+    assert compute.gpu_name((1,)) is None
+
+
+def test_a_trial_on_a_gpu_lease_records_the_gpu_and_its_busy_time(repo, nvidia_smi):
+    """The GPU fields of a real trial on a slot with GPU 1 (the sandbox's train.py runs on the CPU: there is no
+    GPU to give it), in metrics.json, the ledger's compute and the verdict text."""
+    nvidia_smi()
+    write_program(repo, budget=2)
+    (repo / "train.py").write_text(SLOW_BIGRAM)
+    m = run_trial(repo, echo=lambda _: None, lease=Lease("gpu1", (0,), (1,)))
+    jsonschema.validate(m, METRICS_SCHEMA)
+    assert m["outcome"] == "ok", m["reason"] + m["log_tail"]
+    assert m["gpu"] == "NVIDIA H200" and m["lease"]["gpus"] == [1]
+    assert 0.5 * m["training_seconds"] <= m["gpu_busy_seconds"] <= m["training_seconds"] + 0.5, m  # from the marker
+    text = experiment.verdict_text({**DECISION, "compute": [experiment.compute_of(m)]})
+    assert f"GPU: {m['id']} NVIDIA H200, busy {m['gpu_busy_seconds']:.1f}s" in text
+
+
+DECISION = {"id": "r0001", "status": "keep", "outcome": "ok", "metric": "val_bpb", "mean": 2.0, "values": [2.0],
+            "direction": "minimize", "reason": "kept as the baseline", "best_id": None, "commit": "0" * 40,
+            "diff_ref": None, "log_tail": "", "pairs": []}

@@ -13,7 +13,8 @@ SCHEMA["properties"]["id"]["pattern"] = TRIAL_ID.pattern  # one definition of th
 EMPTY = {  # what a trial that measured nothing reports; a trial fills in what it did measure
     "outcome": "crash", "value": None, "training_seconds": 0.0, "scoring_seconds": None, "total_seconds": 0.0,
     "startup_seconds": None, "after_stop_seconds": None, "after_stop_cpu_seconds": None, "cpu_seconds": None,
-    "cpu_budget_seconds": None, "trained_cpu_seconds": None, "host_other_load": None, "gpu": None, "node": None,
+    "cpu_budget_seconds": None, "trained_cpu_seconds": None, "host_other_load": None, "gpu": None,
+    "gpu_busy_seconds": None, "node": None,
     "lease": None, "model_sha256": None, "peak_memory_mb": None, "parameters": None, "scored_bytes": None,
     "exit_code": None, "reason": "", "log_tail": "", "reported": {}, "code_sha256": None,
 }
