@@ -30,9 +30,10 @@ def make_row(n: int, status: str = "keep", mean: float | None = 1.0, **extra) ->
 
 
 def mixed_rows() -> list[dict]:
-    compute = [{"id": "r0002", "cpu_seconds": 40.0, "host_other_load": 0.2, "lease": "cpu1"},
-               {"id": "r0002-s2", "cpu_seconds": 42.0, "host_other_load": 1.6, "lease": "cpu1"},
-               {"id": "r0002-b1", "cpu_seconds": 99.0, "host_other_load": 0.1, "lease": "cpu1"}]
+    compute = [{"id": "r0002", "cpu_seconds": 40.0, "host_other_load": 0.2, "gpu_busy_seconds": 30.0},
+               {"id": "r0002-s2", "cpu_seconds": 42.0, "host_other_load": 1.6, "gpu_busy_seconds": 31.0},
+               {"id": "r0002-b1", "cpu_seconds": 99.0, "host_other_load": 0.1, "gpu_busy_seconds": 9.0}]
+    compute = [{**c, "lease": "cpu1"} for c in compute]
     return [make_row(1, mean=1.0), make_row(2, "discard", 0.90, runs=4, compute=compute), make_row(3, mean=0.95),
             make_row(4, "crash", None, reason="train.py exited with status 1"), make_row(5, "discard", 0.97),
             make_row(6, "timeout", None), make_row(7, mean=0.93, description="wider MLP\tand\nmore heads")]
@@ -200,10 +201,10 @@ def test_status_prints_the_last_rows_and_the_best(repo, monkeypatch, capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["id", "status", "val_bpb", "delta", "spread", "mem_gb", "runs", "cpu_s", "load",
-                                "slot", "description"]
+                                "gpu_s", "slot", "description"]
     assert lines[2].split() == ["r0002", "discard", "0.900000", "-0.100000", "0.010000", "44.0", "4", "41.0", "1.6",
-                                "cpu1", "idea", "number", "2"]  # the candidate's CPU, not the best's reruns'
-    assert lines[1].split()[6:10] == ["1", "-", "-", "-"]
+                                "30.5", "cpu1", "idea", "number", "2"]  # the candidate's CPU and GPU, not the reruns'
+    assert lines[1].split()[6:11] == ["1", "-", "-", "-", "-"]
     assert lines[4].split()[:3] == ["r0004", "crash", "-"]
     assert "best val_bpb (minimize): 0.930000 (r0007, commit 0000007)" in out
     assert "7 experiments: 3 kept, 2 discarded, 1 crashed, 1 timed out" in out

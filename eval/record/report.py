@@ -26,17 +26,28 @@ COLUMNS = (  # header, alignment and width, cell; the description comes last, un
     ("runs", ">4", lambda r: str(r.get("runs") or len(r.get("values") or ()) or "-")),
     ("cpu_s", ">7", lambda r: number(candidate_cpu(r), "{:.1f}")),
     ("load", ">5", lambda r: number(max_load(r), "{:.1f}")),
+    ("gpu_s", ">7", lambda r: number(candidate_gpu(r), "{:.1f}")),
     ("slot", "<5", lambda r: slot(r)),
 )
 COUNTED = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"), ("timeout", "timed out"))
 
 
+def own_runs(row: dict) -> list[dict]:
+    """The compute of the candidate's own runs, not the best's reruns beside it (-b) or a confirmation's (-g)."""
+    return [c for c in row.get("compute") or () if "-b" not in c["id"] and "-g" not in c["id"]]
+
+
 def candidate_cpu(row: dict) -> float | None:
     """Mean CPU-seconds its budget bought (from the start marker to the stop; else all) of the candidate's own
-    runs, not the best's reruns: the compute it got."""
-    own = [c for c in row.get("compute") or () if "-b" not in c["id"] and "-g" not in c["id"]]
-    cpu = [x for c in own if (x := c.get("trained_cpu_seconds") or c.get("cpu_seconds"))]
+    runs: the compute it got."""
+    cpu = [x for c in own_runs(row) if (x := c.get("trained_cpu_seconds") or c.get("cpu_seconds"))]
     return sum(cpu) / len(cpu) if cpu else None
+
+
+def candidate_gpu(row: dict) -> float | None:
+    """Mean GPU busy seconds of the candidate's own runs (eval/compute.py GpuBusy); None on the CPU."""
+    busy = [x for c in own_runs(row) if (x := c.get("gpu_busy_seconds")) is not None]
+    return sum(busy) / len(busy) if busy else None
 
 
 def max_load(row: dict) -> float | None:
