@@ -23,7 +23,9 @@ from tests.conftest import write_program
 from tests.test_loop import Model, Turn, bash, finish, newest_input, start_loop, text, tool, wait_for
 from tests.test_sandbox import TINY_BIGRAM
 
-SLOW, GOOD, NONE = "lr=0.01", "lr=0.1", "lr=0.0"
+# At a 1 s budget lr=0.01 reached within 0.01 of lr=0.1 on a fast machine (0.447 vs 0.457: the keep was not
+# confirmed); lr=0.003 stays well below it (0.02-0.24 at 240-470 steps, against 0.36) and above no learning.
+SLOW, GOOD, NONE = "lr=0.003", "lr=0.1", "lr=0.0"
 
 
 def span(run_dir: Path) -> tuple[float, float]:
