@@ -62,7 +62,7 @@ machine changed between rounds) are judged on their differences instead, each ca
 partner: a level of load moves both runs of a pair alike and cancels out, where the two groups' spread would
 count it as noise (benchmarks/bench_drift.py, real runs: power on a real gain under random drift 25% -> 94%). n pairs
 give n - 1 degrees of freedom, not 2(n - 1), so the k of the rule is moved to the same one-sided tail on
-Student's t (paired_k: k = 2.2 over 3 pairs -> 3.08), and the false-keep rate stays the rule's.
+Student's t (paired_k: k = 2.2 over 3 pairs -> 3.05), and the false-keep rate stays the rule's.
 
 Seeds come from harness_seeds(task.seed, n, experiment id): the agent cannot choose them,
 and no fixed seed exists that a change could be tuned to (shifting the random stream is
