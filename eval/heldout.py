@@ -39,6 +39,7 @@ SCAN_SECONDS = 1800
 SCAN_LIMITS = Limits(memory_gb=4, pids=64, shm_mb=64, output_mb=1, score_seconds=0)
 RESULT = "heldout-check.json"  # in data/: the last check, its key and what it found
 FINGERPRINTS = "heldout-fingerprints.json"  # in data/: what the scan looks for (hashes, never text)
+PRINTS = "heldout-prints.json"  # in data/ where a split is not sent (a Ray node): the fingerprints, made where it is
 SCANNER = Path(__file__).with_name("scan.py")
 TRAIN_DATA = "/data/train.bin"  # where every training sandbox shows the training split
 STDLIB_DIRS = ("lib*/python3*", "local/lib*/python3*")  # where a mounted prefix keeps a Python's stdlib
@@ -67,8 +68,16 @@ def text_lines(blob: bytes) -> set[bytes]:
 
 
 def fingerprints(data_dir: Path, manifest: dict) -> list[tuple[str, int, str]]:
-    """(split, crc32, sha256 prefix) of up to PER_SPLIT lines of each held-out split that train does not hold."""
+    """(split, crc32, sha256 prefix) of up to PER_SPLIT lines of each held-out split that train does not hold.
+    Where a held-out split's file is not here (a Ray node is not sent the test split), the ones write_prints
+    made of this data where it was."""
     splits = manifest["splits"]
+    if not all((data_dir / splits[name]["file"]).is_file() for name in HELD_OUT):
+        shipped = read_json(data_dir / PRINTS)
+        if shipped is None or shipped.get("manifest") != manifest["hash"]:
+            raise DataError(f"{data_dir} lacks a held-out split ({', '.join(HELD_OUT)}) and {PRINTS} of this data: "
+                            "its held-out check cannot know what to look for; run ./run.sh prepare")
+        return [(name, crc, sha) for name, crc, sha in shipped["prints"]]
     train = text_lines((data_dir / splits["train"]["file"]).read_bytes())
     chosen: list[tuple[str, int, str]] = []
     taken: set[bytes] = set()
@@ -78,6 +87,11 @@ def fingerprints(data_dir: Path, manifest: dict) -> list[tuple[str, int, str]]:
         taken.update(sample)
         chosen += [(name, *scan.fingerprint(s)) for s in sample]
     return chosen
+
+
+def write_prints(data_dir: Path, manifest: dict) -> None:
+    """data/PRINTS: the fingerprints, for a copy of data/ that is sent no test split (eval/remote.py)."""
+    write_json(data_dir / PRINTS, {"manifest": manifest["hash"], "prints": fingerprints(data_dir, manifest)})
 
 
 def held_out_from(manifest: dict) -> dict:

@@ -4,7 +4,8 @@ Why: one machine runs as many experiments at once as it has slots; a cluster run
 offer. What runs where:
   this machine   git, the ledger, the agents, the verdicts; it snapshots the candidate into runs/<id>/ first
                  (a node that dies leaves it there, kept under its ref like any failed run), ships the
-                 snapshot, task.code and the frozen data/ to a node, and writes back what the trial made;
+                 snapshot, task.code and the frozen data/ (not its test split: hashes of it instead) to a
+                 node, and writes back what the trial made;
   a node         the Ray task node_trial: the frozen data cached once per manifest hash, a lease of its own
                  (eval/leases.py on the node's disk), run_trial in a scratch repository, its files returned.
 An experiment's trials after its first run on the first one's node: the candidate and the best's reruns
@@ -29,7 +30,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from eval import config, leases
+from eval import config, heldout, leases
 from eval.clock import START_CAP_S
 from eval.data import DataError, load_manifest
 from eval.record import metrics as metrics_file
@@ -75,6 +76,14 @@ def files_under(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+def shipped_data(data_dir: Path, manifest: dict) -> list[str]:
+    """What a node is sent of data/: all but the test split (only confirm scores it, and on this machine) and this
+    machine's held-out check (a node proves its own sandbox), with the fingerprints its check needs instead."""
+    heldout.write_prints(data_dir, manifest)
+    withheld = {manifest["splits"]["test"]["file"], heldout.RESULT, heldout.FINGERPRINTS}
+    return [f for f in files_under(data_dir) if f not in withheld]
+
+
 class RayMeasure:
     """The Measure that runs each trial on a node of the Ray cluster at `address` (eval/experiment.py): one per
     experiment (./run.sh's process), whose trials after the first run on the first one's node, so that the
@@ -116,7 +125,7 @@ class RayMeasure:
         snapshot(task, source.parent, run_dir)  # here first: a node that dies leaves the candidate to keep
         manifest = load_manifest(repo / "data")
         if manifest["hash"] not in self.data:
-            self.data[manifest["hash"]] = ray.put(pack(repo / "data", files_under(repo / "data")))
+            self.data[manifest["hash"]] = ray.put(pack(repo / "data", shipped_data(repo / "data", manifest)))
         gpu = bool(program.devices.gpus) and ray.cluster_resources().get("GPU", 0) > 0  # gpus: [] asks for none
         wait = START_CAP_S + budget + task.grace_seconds + 30 + program.limits.score_seconds + DISPATCH_MARGIN_S
         where = NodeAffinitySchedulingStrategy(self.node, soft=False) if self.node else "DEFAULT"

@@ -57,6 +57,11 @@ def test_fingerprints_are_long_held_out_lines_that_train_lacks(frozen):
         assert split == name and line not in train and len(line) >= heldout.MIN_LINE
     assert b"shared_boilerplate_line = 'the same in every file of the corpus'" in train
     assert heldout.fingerprints(data, manifest) == prints  # a fixed sample
+    heldout.write_prints(data, manifest)
+    (data / "test.bin").unlink()  # a Ray node's copy: the test split is not sent, its fingerprints are
+    assert heldout.fingerprints(data, manifest) == prints
+    with pytest.raises(DataError, match="lacks a held-out split"):
+        heldout.fingerprints(data, {**manifest, "hash": "another data's"})
     assert heldout.text_lines(b"\x01\x02" * 40 + b"\n" + b"x" * 31 + b"\n\xff\xfe" + b"y" * 40) == set()
 
 

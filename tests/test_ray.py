@@ -109,6 +109,9 @@ def test_an_experiments_trials_run_on_the_node_and_land_in_the_ledger(repo, clus
         assert (repo / "runs" / "scorer" / f"{m['id']}.log").is_file()
     [row] = ledger.read(repo)
     assert row["status"] == "keep" and row["values"] == [m["value"] for m in trials]
+    sent = list(cluster.node_dir.glob(f"*/data/{trials[0]['data_manifest_hash']}"))  # the node's copy of data/
+    assert sent and all((d / "val.bin").is_file() and not (d / "test.bin").exists() for d in sent)  # no test split
+    assert all(read_json(d / "heldout-check.json")["passed"] for d in sent)  # the node's own: none is sent
     assert git.Repo(repo).head.commit.hexsha == row["commit"]
 
 
