@@ -205,7 +205,8 @@ def test_a_trial_on_a_gpu_lease_records_the_gpu_and_its_busy_time(repo, nvidia_s
     jsonschema.validate(m, METRICS_SCHEMA)
     assert m["outcome"] == "ok", m["reason"] + m["log_tail"]
     assert m["gpu"] == "NVIDIA H200" and m["lease"]["gpus"] == [1]
-    assert 0.5 * m["training_seconds"] <= m["gpu_busy_seconds"] <= m["training_seconds"] + 0.5, m  # from the marker
+    # from the marker to the job's end and its container's removal (0.6 s past the end under the suite's load)
+    assert 0.5 * m["training_seconds"] <= m["gpu_busy_seconds"] <= m["training_seconds"] + 2.0, m
     text = experiment.verdict_text({**DECISION, "compute": [experiment.compute_of(m)]})
     assert f"GPU: {m['id']} NVIDIA H200, busy {m['gpu_busy_seconds']:.1f}s" in text
 

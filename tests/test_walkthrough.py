@@ -327,7 +327,7 @@ def test_a_multi_file_word_language_model_is_brought_under_the_harness(tmp_path,
     assert base["status"] == "keep" and base["outcome"] == "ok", base
     metrics = json.loads((repo / "runs" / "r0001" / "metrics.json").read_text())
     assert metrics["backend"] == "docker" and len(metrics["code_sha256"]) == 64
-    assert base["mean"] > 8  # lr 0.05 for seconds: near the 22-word uniform model
+    assert base["mean"] > 6  # lr 0.05 for seconds: far from trained (8.3 here before, 7.9 on a faster day)
 
     (repo / "train.py").write_text(train.replace("default=0.05", "default=20"))
     kept = experiment.run_experiment(repo, "lr 20 as in the original", None, False, say=quiet)
