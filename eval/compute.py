@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from sandbox.gpu import nvidia_smi
 
 STAT = Path("/proc/stat")
 GPU_POLL_S = 1.0  # how often GpuBusy asks nvidia-smi (its utilization covers the last sample period)
@@ -55,19 +55,6 @@ def other_load(before: HostCpu | None, after: HostCpu | None, job_cpu_seconds: f
         return None
     wall = after.at - before.at
     return round(max(0.0, (after.busy - before.busy - job_cpu_seconds) / wall), 2)
-
-
-def nvidia_smi(*query: str) -> list[list[str]] | None:
-    """nvidia-smi's CSV answer to --query-gpu=<query>, one row per GPU; None where it is missing or fails."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    rows = [[cell.strip() for cell in line.split(",")] for line in out.stdout.strip().splitlines()]
-    return rows if out.returncode == 0 and rows and all(len(r) == len(query) for r in rows) else None
 
 
 def gpu_name(indices: tuple[int, ...] = ()) -> str | None:
