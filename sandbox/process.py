@@ -5,7 +5,9 @@ host dir there, so its cap is watched from outside as well as bounded per file. 
 processes are the process tree under the one started here (bubblewrap's PID namespace keeps
 orphans inside it): signals go to each of them, and their CPU time is read from /proc every
 WATCH_EVERY_S (bubblewrap's own rusage misses what ran inside its namespace), so the figure at
-the exit misses at most the last WATCH_EVERY_S of it.
+the exit misses at most the last WATCH_EVERY_S of it. The count is kept as the most ever read: a
+read while a process leaves the tree (its parent not yet charged, or bubblewrap's monitor alone
+left at the end) reads low, and a CPU-time count never goes down.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from pathlib import Path
 from sandbox.job import MAX_OUT_FILES, Control, Job, OutputSink, Result, Started, Usage
 
 WATCH_EVERY_S = 0.2
+METER_WAIT_S = 5.0  # a job that ended during a count is reaped within this (the streaming thread is behind it)
 TICK, PAGE = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
 
 
 def over_cap(path: Path, cap_bytes: int) -> bool:
-    """Apparent size (a sparse file counts in full) or entry count past what the output dir may hold."""
-    entries = list(path.rglob("*"))
-    return len(entries) > MAX_OUT_FILES or sum(f.lstat().st_size for f in entries if not f.is_dir()) > cap_bytes
+    """Apparent size (a sparse file counts in full) or entry count past what the output dir may hold. The job
+    writes on meanwhile: an entry gone before it is read counts for nothing."""
+    entries = size = 0
+    for root, dirs, files in os.walk(path):
+        entries += len(dirs) + len(files)
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                size += os.lstat(os.path.join(root, name)).st_size
+    return entries > MAX_OUT_FILES or size > cap_bytes
 
 
 def sanitize_out(out_dir: Path) -> None:
@@ -50,10 +59,10 @@ def process_table() -> dict[int, tuple[int, float, int]]:
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as f:
                     fields = f.read().rsplit(b")", 1)[1].split()  # the name in parentheses may hold anything
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-            table[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / TICK, int(fields[21]))
+                utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+                table[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / TICK, int(fields[21]))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile (a read cut short)
     return table
 
 
@@ -116,16 +125,24 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=limits_preexec(job, memory_limit=not job.gpu))
     killed, too_big, reaped = threading.Event(), threading.Event(), threading.Event()
-    cpu_seen = [0.0]  # the latest count of the tree: at the kill, or by the watch
+    cpu_seen = [0.0]  # the most the tree's count has read (see above): at the kill, by the watch, by the meter
     cpu_at_exit = [0.0]
     lock = threading.Lock()  # a kill and the reaping of the process exclude each other: its pid is not reused
+
+    def count() -> Usage:
+        """The tree's usage now, its CPU time never below an earlier count (called under the lock)."""
+        usage = tree_usage(proc.pid)
+        if usage.cpu_seconds is not None:
+            cpu_seen[0] = max(cpu_seen[0], usage.cpu_seconds)
+            usage = Usage(cpu_seen[0], usage.memory_mb)
+        return usage
 
     def kill() -> None:
         with lock:
             if reaped.is_set():
                 return
             killed.set()
-            cpu_seen[0] = tree_usage(proc.pid).cpu_seconds or cpu_seen[0]  # the group's kill below ends the count
+            count()  # the group's kill below ends the count
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
@@ -136,13 +153,21 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, job: Job, sink:
 
     def meter() -> Usage:
         with lock:
-            return Usage(cpu_at_exit[0], None) if reaped.is_set() else tree_usage(proc.pid)
+            if reaped.is_set():
+                return Usage(cpu_at_exit[0], None)
+            usage = count()
+        if usage.cpu_seconds is None:  # the job ended during the count: wait4 below reaped it, its figure comes
+            reaped.wait(METER_WAIT_S)
+            with lock:
+                if reaped.is_set():
+                    return Usage(cpu_at_exit[0], None)
+        return usage
 
     def watch() -> None:
         while not reaped.is_set():
             with lock:
                 if not reaped.is_set() and not killed.is_set():
-                    cpu_seen[0] = tree_usage(proc.pid).cpu_seconds or cpu_seen[0]
+                    count()
             if out_dir is not None and over_cap(out_dir, job.limits.output_mb * 2**20):
                 too_big.set()
                 kill()

@@ -416,3 +416,42 @@ def test_the_unsafe_backend_refuses_to_pretend_it_hides_anything(tmp_path):
               masks=(Mask(str(tmp_path)),))
     with pytest.raises(SandboxUnavailable, match="cannot hide"):
         backend("unsafe").run(job, lambda chunk: None)
+
+
+LEAVER = r"""
+import os, sys, time
+pid_file = sys.argv[1]
+read, write = os.pipe()
+if os.fork() == 0:  # M: starts C, waits until C has burned its CPU, then ends without waiting for it
+    if os.fork() == 0:  # C: burns 1.5 CPU-seconds, then lets go of the output and idles outside the tree
+        t = time.process_time()
+        while time.process_time() - t < 1.5:
+            pass
+        open(pid_file, "w").write(str(os.getpid()))
+        for fd in (0, 1, 2):
+            os.close(fd)
+        os.write(write, b"x")
+        time.sleep(30)
+        os._exit(0)
+    os.read(read, 1)
+    time.sleep(1.0)  # the watch counts C's CPU meanwhile
+    os._exit(0)  # C is orphaned: adopted outside the job's tree, its CPU in no account the job can read
+os.wait()
+time.sleep(1.0)  # the watch reads the tree without C
+"""
+
+
+def test_cpu_a_process_used_before_it_left_the_tree_stays_counted(tmp_path):
+    """A CPU-time count never goes down: a process that left the job's tree (orphaned without being waited for,
+    or bubblewrap's monitor left alone at the end) took its time out of every later read of the tree."""
+    pid_file = tmp_path / "c.pid"
+    job = Job(argv=[python_executable(), "-c", LEAVER, str(pid_file)], mounts=[], env={}, timeout_s=60,
+              limits=Limits(1, 64, 64, 8, 10))
+    output = bytearray()
+    try:
+        result = backend("unsafe").run(job, output.extend)
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), 9)
+    assert result.exit_code == 0, output.decode()
+    assert result.cpu_seconds >= 1.4, result
