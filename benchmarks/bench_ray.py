@@ -11,7 +11,7 @@ run's, is left out, and so is a first, untimed trial per N (the first held-out c
 Ray, the node fetches the data). Target: N = 2 at >= 0.95 x 2 of N = 1.
 Run it on an idle machine, from the repo root after ./run.sh prepare:
 
-    .venv/bin/python benchmarks/bench_ray.py [--budget 10] [--per-slot 4]
+    .venv/bin/python benchmarks/bench_ray.py [--budget 10] [--per-slot 4] [--where here|ray|both]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,12 +50,16 @@ def scratch_repo(root: Path, data: Path) -> Path:
     return root
 
 
-def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, int, float]:
-    """(experiments per hour, experiments that ended ok, wall seconds): `slots` streams of `per_slot` trials at
-    once through measure(repo, program, trial, source, hypothesis, budget, seed, slot), after an untimed one
+PHASES = {"start-up": "startup_seconds", "after the stop": "after_stop_seconds", "scoring": "scoring_seconds",
+          "whole": "total_seconds"}  # where an experiment's wall clock goes, beside its budget (metrics.json)
+
+
+def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, list[dict], float]:
+    """(experiments per hour, the timed experiments' metrics, wall seconds): `slots` streams of `per_slot` trials
+    at once through measure(repo, program, trial, source, hypothesis, budget, seed, slot), after an untimed one
     (the first held-out check of fresh data; through Ray, the node fetches the data)."""
     program = config.load(repo / "program.md")
-    ok = []
+    ran: list[dict] = []
 
     def stream(s: int) -> None:
         for k in range(per_slot):
@@ -62,8 +67,8 @@ def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tu
             run_dir = repo / "runs" / run_id
             run_dir.mkdir(parents=True)
             m = measure(repo, program, (run_id, run_dir), repo / "train.py", "bench", budget, 1337 + k, s)
-            ok.append(m["outcome"] == "ok")
-            if not ok[-1]:
+            ran.append(m)
+            if m["outcome"] != "ok":
                 print(f"  {run_id}: {m['outcome']}: {m['reason']}", flush=True)
 
     warm = repo / "runs" / "r0000"
@@ -76,10 +81,17 @@ def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tu
     for t in threads:
         t.join()
     wall = time.monotonic() - t0
-    return 3600 * len(ok) / wall, sum(ok), wall
+    return 3600 * sum(m["outcome"] == "ok" for m in ran) / wall, ran, wall
 
 
-def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, int, float]:
+def phases(ran: list[dict]) -> str:
+    """The mean seconds of each phase over the experiments that ended ok."""
+    ok = [m for m in ran if m["outcome"] == "ok"]
+    return ", ".join(f"{name} {statistics.fmean(m[key] for m in ok):.1f}s" for name, key in PHASES.items()) \
+        if ok else "none ended ok"
+
+
+def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, list[dict], float]:
     """The streams on this machine's slots, no cluster."""
     leases = devices.slots([], slots)
 
@@ -90,7 +102,7 @@ def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[fl
     return streams(measure, repo, slots, budget, per_slot)
 
 
-def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> tuple[float, int, float]:
+def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> tuple[float, list[dict], float]:
     """The streams through a local Ray cluster whose worker node offers `slots` slots."""
     import ray
     from ray.cluster_utils import Cluster
@@ -117,22 +129,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=10.0, help="training budget of each experiment, seconds")
     ap.add_argument("--per-slot", type=int, default=4, help="experiments each slot runs, one after another")
+    ap.add_argument("--where", choices=("here", "ray", "both"), default="both",
+                    help="this machine's slots, the local Ray cluster, or both")
     args = ap.parse_args()
     print(f"budget {args.budget:g}s, {args.per_slot} experiments per slot, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as frozen:
         data = Path(frozen) / "data"
         prepare(data)  # today's default data (the held-out sources in its manifest), as ./run.sh prepare
-        for where in ("here", "ray"):
+        for where in ("here", "ray") if args.where == "both" else (args.where,):
             base = None
             for n in (1, 2):
                 with tempfile.TemporaryDirectory() as tmp:
                     repo = scratch_repo(Path(tmp) / "repo", data)
-                    per_hour, ok, wall = (local_rate(repo, n, args.budget, args.per_slot) if where == "here" else
-                                          rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes"))
+                    per_hour, ran, wall = (local_rate(repo, n, args.budget, args.per_slot) if where == "here" else
+                                           rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes"))
                 base = base or per_hour
+                ok = sum(m["outcome"] == "ok" for m in ran)
                 print(f"{where:>4} N={n}: {per_hour:.1f} experiments/hour ({ok} of {n * args.per_slot} ok, "
                       f"{wall:.1f}s); {per_hour / base:.2f} x N=1 (target >= {0.95 * n:.2f})", flush=True)
+                print(f"       per experiment: {phases(ran)}", flush=True)
     return 0
 
 

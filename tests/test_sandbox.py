@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -455,3 +456,38 @@ def test_cpu_a_process_used_before_it_left_the_tree_stays_counted(tmp_path):
             os.kill(int(pid_file.read_text()), 9)
     assert result.exit_code == 0, output.decode()
     assert result.cpu_seconds >= 1.4, result
+
+
+def test_the_meter_read_as_the_job_is_reaped_gives_its_exit_figure(monkeypatch):
+    """Between wait4 reaping the job and the backend marking it reaped, /proc has no such process: a meter read
+    there (the clock's at the stop) gave no CPU time, and the run was a crash for compute it could not measure."""
+    reap = os.wait4
+
+    def slow_reap(pid: int, options: int):
+        done = reap(pid, options)
+        time.sleep(0.5)  # the reaping thread held up: every read now falls in that window
+        return done
+
+    monkeypatch.setattr(os, "wait4", slow_reap)
+    job = Job(argv=[python_executable(), "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.3:\n    pass\n"],
+              mounts=[], env={}, timeout_s=60, limits=Limits(1, 64, 64, 8, 10))
+    reads: list[float | None] = []
+    stop, pollers = threading.Event(), []
+
+    def started(control) -> None:
+        def poll() -> None:
+            while not stop.is_set():
+                reads.append(control.meter().cpu_seconds)
+                time.sleep(0.01)
+        pollers.append(threading.Thread(target=poll, daemon=True))
+        pollers[0].start()
+
+    try:
+        result = backend("unsafe").run(job, lambda chunk: None, started)
+    finally:
+        stop.set()
+        pollers[0].join()
+    assert result.exit_code == 0 and result.cpu_seconds >= 0.25
+    assert reads and None not in reads, reads
+    assert result.cpu_seconds in reads  # a read in the window waited for the figure at the exit
