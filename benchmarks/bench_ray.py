@@ -54,8 +54,8 @@ PHASES = {"start-up": "startup_seconds", "after the stop": "after_stop_seconds",
           "whole": "total_seconds"}  # where an experiment's wall clock goes, beside its budget (metrics.json)
 
 
-def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, list[dict], float]:
-    """(experiments per hour, the timed experiments' metrics, wall seconds): `slots` streams of `per_slot` trials
+def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tuple[list[dict], float]:
+    """(the timed experiments' metrics, wall seconds): `slots` streams of `per_slot` trials
     at once through measure(repo, program, trial, source, hypothesis, budget, seed, slot), after an untimed one
     (the first held-out check of fresh data; through Ray, the node fetches the data)."""
     program = config.load(repo / "program.md")
@@ -81,17 +81,16 @@ def streams(measure, repo: Path, slots: int, budget: float, per_slot: int) -> tu
     for t in threads:
         t.join()
     wall = time.monotonic() - t0
-    return 3600 * sum(m["outcome"] == "ok" for m in ran) / wall, ran, wall
+    return ran, wall
 
 
-def phases(ran: list[dict]) -> str:
-    """The mean seconds of each phase over the experiments that ended ok."""
-    ok = [m for m in ran if m["outcome"] == "ok"]
+def phases(ok: list[dict]) -> str:
+    """The mean seconds of each phase over these experiments (those that ended ok)."""
     return ", ".join(f"{name} {statistics.fmean(m[key] for m in ok):.1f}s" for name, key in PHASES.items()) \
         if ok else "none ended ok"
 
 
-def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[float, list[dict], float]:
+def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[list[dict], float]:
     """The streams on this machine's slots, no cluster."""
     leases = devices.slots([], slots)
 
@@ -102,7 +101,7 @@ def local_rate(repo: Path, slots: int, budget: float, per_slot: int) -> tuple[fl
     return streams(measure, repo, slots, budget, per_slot)
 
 
-def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> tuple[float, list[dict], float]:
+def rate(repo: Path, slots: int, budget: float, per_slot: int, nodes: Path) -> tuple[list[dict], float]:
     """The streams through a local Ray cluster whose worker node offers `slots` slots."""
     import ray
     from ray.cluster_utils import Cluster
@@ -142,13 +141,14 @@ def main() -> int:
             for n in (1, 2):
                 with tempfile.TemporaryDirectory() as tmp:
                     repo = scratch_repo(Path(tmp) / "repo", data)
-                    per_hour, ran, wall = (local_rate(repo, n, args.budget, args.per_slot) if where == "here" else
-                                           rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes"))
+                    ran, wall = (local_rate(repo, n, args.budget, args.per_slot) if where == "here" else
+                                 rate(repo, n, args.budget, args.per_slot, Path(tmp) / "nodes"))
+                ok = [m for m in ran if m["outcome"] == "ok"]
+                per_hour = 3600 * len(ok) / wall
                 base = base or per_hour
-                ok = sum(m["outcome"] == "ok" for m in ran)
-                print(f"{where:>4} N={n}: {per_hour:.1f} experiments/hour ({ok} of {n * args.per_slot} ok, "
+                print(f"{where:>4} N={n}: {per_hour:.1f} experiments/hour ({len(ok)} of {n * args.per_slot} ok, "
                       f"{wall:.1f}s); {per_hour / base:.2f} x N=1 (target >= {0.95 * n:.2f})", flush=True)
-                print(f"       per experiment: {phases(ran)}", flush=True)
+                print(f"       per experiment: {phases(ok)}", flush=True)
     return 0
 
 
